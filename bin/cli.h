@@ -1,0 +1,36 @@
+/* What every stpipe program does the same way: messages, exit codes,
+ * --version, closing stdout. Exit codes: 0 success, 1 bad input,
+ * 100 usage, 111 system or I/O failure. */
+#ifndef STP_CLI_H
+#define STP_CLI_H
+
+#include <stdint.h>
+
+enum { EXIT_BAD_INPUT = 1, EXIT_USAGE = 100, EXIT_SYSTEM = 111 };
+
+/* Names the program in messages and makes a closed pipe an EPIPE error
+ * rather than a silent death by SIGPIPE. */
+void cli_init(const char *name);
+
+/* Prints "NAME: WHERE: MESSAGE" for an STP_E* code (with the system's
+ * reason for system failures) and returns the exit status for it. */
+int cli_fail(int code, const char *where);
+
+/* Prints "NAME: MESSAGE" and a hint to --help; returns EXIT_USAGE. */
+__attribute__((format(printf, 1, 2)))
+int cli_usage(const char *fmt, ...);
+
+/* Prints "NAME (stpipe) VERSION"; returns 0. */
+int cli_version(void);
+
+/* Flushes and closes stdout; 0 or EXIT_SYSTEM after a message. */
+int cli_close_stdout(void);
+
+/* A progress line on stderr, redrawn in place, when enabled. */
+void cli_progress(const char *what, uint64_t done, uint64_t total);
+void cli_progress_done(void);
+
+/* -1 quiet, 0 default (progress only if stderr is a terminal), 1 forced. */
+extern int cli_progress_mode;
+
+#endif

@@ -1,0 +1,21 @@
+/* Whole-buffer reads and writes on file descriptors, retrying on EINTR and
+ * short transfers. Failures return STP_EIO with errno left as the system
+ * set it. */
+#ifndef STP_IO_H
+#define STP_IO_H
+
+#include <stddef.h>
+#include <sys/uio.h>
+
+/* Writes all n bytes. 0 or STP_EIO. */
+int stp_write_all(int fd, const void *buf, size_t n);
+
+/* Writes all bytes of iov[0..n-1]; the array itself is not modified.
+ * 0, STP_EIO, or STP_ETOOBIG for more than 32 pieces. */
+int stp_writev_all(int fd, const struct iovec *iov, int n);
+
+/* Reads until n bytes or end of input. Returns the count read (less than
+ * n only at end of input) or STP_EIO. */
+long stp_read_full(int fd, void *buf, size_t n);
+
+#endif
