@@ -32,6 +32,9 @@ struct stp_sink {
 	/* SINK_DIR into a folder that did not exist: built beside it */
 	char root[NAME_MAX_];
 	int new_root;
+	/* verified files waiting for the end of the stream to be renamed */
+	struct pending { char *tmp, *dest; } *pending;
+	size_t npending;
 	/* SINK_ARCHIVE */
 	struct archive *ar;
 	struct archive_entry *entry;
@@ -291,6 +294,27 @@ static int unspool(struct stp_sink *k, uint64_t size)
 	return rc;
 }
 
+/* Keeps a verified file under its temporary name until the stream ends. */
+static int defer(struct stp_sink *k)
+{
+	struct pending *p = realloc(k->pending,
+				    (k->npending + 1) * sizeof *p);
+
+	if (!p)
+		return STP_ENOMEM;
+	k->pending = p;
+	p += k->npending;
+	p->tmp = strdup(k->tmp);
+	p->dest = strdup(k->dest);
+	if (!p->tmp || !p->dest) {
+		free(p->tmp);
+		free(p->dest);
+		return STP_ENOMEM;
+	}
+	k->npending++;
+	return 0;
+}
+
 static int sink_commit(struct stp_sink *k, uint64_t size)
 {
 	const struct stp_file_info *f = &k->info;
@@ -317,11 +341,37 @@ static int sink_commit(struct stp_sink *k, uint64_t size)
 		rc = STP_EIO;
 	k->fd = -1;
 	if (rc == 0)
-		rc = place(k->tmp, k->dest, k->force);
+		rc = defer(k);
 	if (rc < 0)
 		unlink(k->tmp);
 	k->tmp[0] = '\0';
 	return rc;
+}
+
+/* Renames every verified file into place, once the whole stream is. */
+static int place_pending(struct stp_sink *k)
+{
+	int rc = 0;
+
+	for (size_t i = 0; i < k->npending && rc == 0; i++) {
+		rc = place(k->pending[i].tmp, k->pending[i].dest, k->force);
+		if (rc == 0)
+			k->pending[i].tmp[0] = '\0';
+	}
+	return rc;
+}
+
+static void free_pending(struct stp_sink *k)
+{
+	for (size_t i = 0; i < k->npending; i++) {
+		if (k->pending[i].tmp[0])
+			unlink(k->pending[i].tmp);
+		free(k->pending[i].tmp);
+		free(k->pending[i].dest);
+	}
+	free(k->pending);
+	k->pending = NULL;
+	k->npending = 0;
 }
 
 /* Removes a folder this sink created, with what it holds. */
@@ -360,6 +410,7 @@ void stp_sink_abort(struct stp_sink *k)
 		close(k->fd);
 	if (k->tmp[0])
 		unlink(k->tmp);
+	free_pending(k);
 	if (k->spool)
 		fclose(k->spool);
 	if (k->ar)
@@ -379,11 +430,11 @@ int stp_sink_finish(struct stp_sink *k)
 	case SINK_FD:
 		break;
 	case SINK_FILE:
-		if (k->files == 0)
-			rc = STP_EEMPTY;
+		rc = k->files == 0 ? STP_EEMPTY : place_pending(k);
 		break;
 	case SINK_DIR:
-		if (k->new_root) {
+		rc = place_pending(k);
+		if (rc == 0 && k->new_root) {
 			rc = place(k->root, k->target, 0);
 			if (rc == 0)
 				k->new_root = 0;
@@ -405,6 +456,7 @@ int stp_sink_finish(struct stp_sink *k)
 		stp_sink_abort(k);
 		return rc;
 	}
+	free_pending(k);
 	if (k->ar)
 		archive_write_free(k->ar);
 	if (k->entry)
