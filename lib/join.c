@@ -503,7 +503,7 @@ static int join_file(struct stp_joiner *j, const struct stp_frame *f)
 	fmt(j->where, sizeof j->where, "%s", j->path);
 	j->in_file = 1;
 	j->pos = 0;
-	j->crc = (uint32_t)crc32(0, NULL, 0);
+	j->crc = 0;
 	j->tensors = 0;
 	j->pending = 0;
 	return sink_begin(j->k, &j->info);
@@ -544,7 +544,7 @@ static int join_data(struct stp_joiner *j, const struct stp_frame *f)
 		if (j->pending == 0)
 			fmt(j->where, sizeof j->where, "%s", j->path);
 	}
-	j->crc = (uint32_t)crc32(j->crc, f->payload + 8, (uInt)n);
+	j->crc = stp_crc32_combine(j->crc, f->body_crc, n);
 	j->pos += n;
 	j->total += n;
 	return sink_write(j->k, f->payload + 8, n);

@@ -116,10 +116,12 @@ static int emit(struct stp_splitter *s, struct stp_writer *w, const void *p,
 	struct iovec v[2] = { { off, 8 }, { (void *)p, n } };
 	int rc;
 
+	uint32_t crc = stp_crc32(0, p, n);
+
 	stp_put64(off, s->pos);
-	if ((rc = stp_writev(w, STP_F_DATA, v, 2)) < 0)
+	if ((rc = stp_writev_crc(w, STP_F_DATA, v, 2, crc)) < 0)
 		return rc;
-	s->crc = (uint32_t)crc32(s->crc, p, (uInt)n);
+	s->crc = stp_crc32_combine(s->crc, crc, n);
 	s->pos += n;
 	if (s->progress)
 		s->progress(s->progress_ctx, s->pos, s->size);
@@ -302,7 +304,7 @@ int stp_split_file(struct stp_splitter *s, struct stp_writer *w,
 	int rc;
 
 	s->pos = 0;
-	s->crc = (uint32_t)crc32(0, NULL, 0);
+	s->crc = 0;
 	s->size = f->size;
 	where(s, f, NULL);
 	if (f->kind == STP_KIND_SAFETENSORS) {

@@ -35,6 +35,9 @@ struct stp_frame {
 	uint32_t len;
 	const uint8_t *payload;  /* valid until the next stp_reader_next() */
 	uint64_t pos;            /* input offset of the frame's first byte */
+	uint32_t body_crc;       /* CRC-32 of payload[8..len), 0 if len < 8:
+				  * file bytes of DATA frames, checksummed
+				  * without a second pass */
 };
 
 struct stp_reader;
@@ -63,6 +66,17 @@ void stp_writer_free(struct stp_writer *w);
  * (total at most STP_MAX_PAYLOAD). Returns 0 or a negative code. */
 int stp_writev(struct stp_writer *w, unsigned type, const struct iovec *iov,
 	       int n);
+
+/* stp_writev for a caller that has already computed the CRC-32 of the
+ * last piece (it checksums file bytes too), so they are read only once. */
+int stp_writev_crc(struct stp_writer *w, unsigned type,
+		   const struct iovec *iov, int n, uint32_t last_crc);
+
+/* CRC-32 of n bytes continuing from crc (zlib's crc32 for any size_t). */
+uint32_t stp_crc32(uint32_t crc, const void *p, size_t n);
+
+/* CRC-32 of A followed by B, from crc_a, crc_b and the length of B. */
+uint32_t stp_crc32_combine(uint32_t crc_a, uint32_t crc_b, uint64_t len_b);
 
 /* stp_writev with one piece. */
 int stp_write(struct stp_writer *w, unsigned type, const void *payload,
