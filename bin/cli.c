@@ -2,11 +2,16 @@
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
 
+#include <inttypes.h>
+
 #include "../lib/error.h"
+#include "../lib/stage.h"
+#include "../lib/stream.h"
 #include "../lib/version.h"
 #include "cli.h"
 
@@ -90,4 +95,65 @@ void cli_progress_done(void)
 	if (progress_shown)
 		fputs("\r\033[K", stderr);
 	progress_shown = 0;
+}
+
+int cli_run_stage(struct stp_stage *st)
+{
+	struct stp_reader *r = NULL;
+	struct stp_writer *w = NULL;
+	struct stp_out out;
+	char where[8192];
+	uint64_t pos = 0;
+	int rc, in_stage = 0;
+
+	if (isatty(1)) {
+		st->free(st->self);
+		return cli_usage("refusing to write a binary stream to a terminal");
+	}
+	if ((rc = stp_reader_open(&r, 0)) < 0 ||
+	    (rc = stp_writer_open(&w, 1)) < 0) {
+		rc = cli_fail(rc, "");
+		goto out;
+	}
+	out = stp_writer_out(w);
+	rc = stp_run_stage(r, st, &out, &pos, &in_stage);
+	if (rc == STP_EIO && in_stage) {
+		rc = cli_fail(rc, "stdout");
+	} else if (rc < 0 && in_stage) {
+		const char *at = st->where(st->self, &pos);
+		snprintf(where, sizeof where, "%s%sframe at offset %" PRIu64,
+			 at, *at ? ": " : "", pos);
+		rc = cli_fail(rc, where);
+	} else if (rc < 0) {
+		snprintf(where, sizeof where, "stdin: offset %" PRIu64, pos);
+		rc = cli_fail(rc, where);
+	} else if ((rc = stp_writer_flush(w)) < 0) {
+		rc = cli_fail(rc, "stdout");
+	} else {
+		rc = cli_close_stdout();
+	}
+out:
+	stp_writer_free(w);
+	stp_reader_free(r);
+	st->free(st->self);
+	return rc;
+}
+
+int cli_threads(const char *arg)
+{
+	char *end;
+	long n = strtol(arg, &end, 10);
+
+	if (*arg == '\0' || *end != '\0' || n < 0 || n > 64) {
+		cli_usage("-T takes a thread count from 0 to 64, not '%s'", arg);
+		return -1;
+	}
+	if (n == 0) {
+		n = sysconf(_SC_NPROCESSORS_ONLN);
+		if (n < 1)
+			n = 1;
+		if (n > 64)
+			n = 64;
+	}
+	return (int)n;
 }

@@ -30,6 +30,17 @@ int cli_close_stdout(void);
 void cli_progress(const char *what, uint64_t done, uint64_t total);
 void cli_progress_done(void);
 
+struct stp_stage;
+
+/* Runs a filter stage from stdin to stdout, reporting any failure as
+ * "NAME: where: what" (the stage's tensor, or the stream offset), frees the
+ * stage and returns the exit status. */
+int cli_run_stage(struct stp_stage *st);
+
+/* Parses a -T argument: a thread count from 1 to 64, or 0 for one per
+ * online CPU. Returns the count, or -1 after a usage message. */
+int cli_threads(const char *arg);
+
 /* -1 quiet, 0 default (progress only if stderr is a terminal), 1 forced. */
 extern int cli_progress_mode;
 

@@ -44,6 +44,9 @@ struct stp_sink {
 
 struct stp_joiner {
 	struct stp_sink *k;
+	/* paths of the segment so far, which must be unique */
+	char **paths;
+	size_t npaths, cap_paths;
 	int in_file;
 	char path[STP_MAX_PATH + 1];
 	struct stp_file_info info;
@@ -476,9 +479,41 @@ int stp_joiner_open(struct stp_joiner **out_j, struct stp_sink *k)
 	return 0;
 }
 
+static void forget_paths(struct stp_joiner *j)
+{
+	for (size_t i = 0; i < j->npaths; i++)
+		free(j->paths[i]);
+	j->npaths = 0;
+}
+
 void stp_joiner_free(struct stp_joiner *j)
 {
+	if (!j)
+		return;
+	forget_paths(j);
+	free(j->paths);
 	free(j);
+}
+
+/* Records a path of the segment; STP_EPATH if it came before. A linear
+ * scan: segments hold files by the thousand at most. */
+static int note_path(struct stp_joiner *j, const char *path)
+{
+	for (size_t i = 0; i < j->npaths; i++)
+		if (strcmp(j->paths[i], path) == 0)
+			return STP_EPATH;
+	if (j->npaths == j->cap_paths) {
+		size_t cap = j->cap_paths ? 2 * j->cap_paths : 16;
+		char **p = realloc(j->paths, cap * sizeof *p);
+		if (!p)
+			return STP_ENOMEM;
+		j->paths = p;
+		j->cap_paths = cap;
+	}
+	if (!(j->paths[j->npaths] = strdup(path)))
+		return STP_ENOMEM;
+	j->npaths++;
+	return 0;
 }
 
 uint64_t stp_joiner_bytes(const struct stp_joiner *j)
@@ -501,6 +536,8 @@ static int join_file(struct stp_joiner *j, const struct stp_frame *f)
 	j->path[j->info.pathlen] = '\0';
 	j->info.path = j->path;
 	fmt(j->where, sizeof j->where, "%s", j->path);
+	if ((rc = note_path(j, j->path)) < 0)
+		return rc;
 	j->in_file = 1;
 	j->pos = 0;
 	j->crc = 0;
@@ -580,6 +617,7 @@ int stp_join_frame(struct stp_joiner *j, const struct stp_frame *f)
 	case STP_F_FILE_END:
 		return join_file_end(j, f);
 	case STP_F_END:
+		forget_paths(j);
 		return 0;
 	default:
 		if (f->type >= STP_F_SKIP_FIRST && f->type <= STP_F_SKIP_LAST)

@@ -27,6 +27,7 @@ struct stp_splitter {
 	size_t header_cap;
 	char where[4096 + 512];
 	char label[8192 + 256];   /* how messages name the current file */
+	int write_failed;         /* then where names the output */
 	stp_progress_fn *progress;
 	void *progress_ctx;
 	/* per file */
@@ -95,6 +96,8 @@ static void where(struct stp_splitter *s, const struct stp_file_info *f,
 	size_t n;
 	va_list ap;
 
+	if (s->write_failed)
+		return;
 	if (s->label[0])
 		fmt(s->where, sizeof s->where, "%s", s->label);
 	else
@@ -108,6 +111,28 @@ static void where(struct stp_splitter *s, const struct stp_file_info *f,
 	va_end(ap);
 }
 
+/* Writes a frame; a failure is the output's, and messages say so. */
+static int put(struct stp_splitter *s, struct stp_writer *w, unsigned type,
+	       const struct iovec *v, int n, const uint32_t *last_crc)
+{
+	int rc = last_crc ? stp_writev_crc(w, type, v, n, *last_crc) :
+			    stp_writev(w, type, v, n);
+
+	if (rc < 0) {
+		fmt(s->where, sizeof s->where, "stdout");
+		s->write_failed = 1;
+	}
+	return rc;
+}
+
+static int put1(struct stp_splitter *s, struct stp_writer *w, unsigned type,
+		const void *p, size_t len)
+{
+	struct iovec v = { (void *)p, len };
+
+	return put(s, w, type, &v, 1, NULL);
+}
+
 /* One DATA frame for bytes already in memory at the current position. */
 static int emit(struct stp_splitter *s, struct stp_writer *w, const void *p,
 		size_t n)
@@ -119,7 +144,7 @@ static int emit(struct stp_splitter *s, struct stp_writer *w, const void *p,
 	uint32_t crc = stp_crc32(0, p, n);
 
 	stp_put64(off, s->pos);
-	if ((rc = stp_writev_crc(w, STP_F_DATA, v, 2, crc)) < 0)
+	if ((rc = put(s, w, STP_F_DATA, v, 2, &crc)) < 0)
 		return rc;
 	s->crc = stp_crc32_combine(s->crc, crc, n);
 	s->pos += n;
@@ -162,7 +187,8 @@ static size_t tensor_step(const struct stp_splitter *s,
 	return s->chunk / t->esize * t->esize;
 }
 
-static int tensor_frame(struct stp_writer *w, const struct stp_st_tensor *t,
+static int tensor_frame(struct stp_splitter *s, struct stp_writer *w,
+			const struct stp_st_tensor *t,
 			uint32_t index)
 {
 	uint8_t buf[24 + 8 * STP_MAX_NDIM + STP_MAX_DTYPE + 0xFFFF];
@@ -178,7 +204,7 @@ static int tensor_frame(struct stp_writer *w, const struct stp_st_tensor *t,
 	len = stp_tensor_build(&ti, buf, sizeof buf);
 	if (len < 0)
 		return len;
-	return stp_write(w, STP_F_TENSOR, buf, (size_t)len);
+	return put1(s, w, STP_F_TENSOR, buf, (size_t)len);
 }
 
 static int grow_header(struct stp_splitter *s, size_t n)
@@ -256,7 +282,7 @@ static int split_header(struct stp_splitter *s, struct stp_writer *w,
 	}
 	rc = stp_file_build(f, buf, sizeof buf);
 	if (rc >= 0)
-		rc = stp_write(w, STP_F_FILE, buf, (size_t)rc);
+		rc = put1(s, w, STP_F_FILE, buf, (size_t)rc);
 	for (uint64_t off = 0; rc >= 0 && off < 8 + n; off += s->chunk) {
 		uint64_t left = 8 + n - off;
 		rc = emit(s, w, s->header + off,
@@ -281,7 +307,7 @@ static int split_safetensors(struct stp_splitter *s, struct stp_writer *w,
 
 		rc = copy(s, w, src, t->begin - s->pos, s->chunk);
 		if (rc >= 0)
-			rc = tensor_frame(w, t, (uint32_t)i);
+			rc = tensor_frame(s, w, t, (uint32_t)i);
 		if (rc >= 0)
 			rc = copy(s, w, src, t->end - t->begin,
 				  tensor_step(s, t));
@@ -312,7 +338,7 @@ int stp_split_file(struct stp_splitter *s, struct stp_writer *w,
 	} else {
 		rc = stp_file_build(f, buf, sizeof buf);
 		if (rc >= 0)
-			rc = stp_write(w, STP_F_FILE, buf, (size_t)rc);
+			rc = put1(s, w, STP_F_FILE, buf, (size_t)rc);
 		if (rc >= 0)
 			rc = copy(s, w, src, UINT64_MAX, s->chunk);
 	}
@@ -325,7 +351,7 @@ int stp_split_file(struct stp_splitter *s, struct stp_writer *w,
 	e.size = s->pos;
 	e.crc = s->crc;
 	stp_file_end_build(&e, end);
-	return stp_write(w, STP_F_FILE_END, end, sizeof end);
+	return put1(s, w, STP_F_FILE_END, end, sizeof end);
 }
 
 /* --- sources --- */
@@ -582,6 +608,8 @@ int stp_split_path(struct stp_splitter *s, struct stp_writer *w,
 	struct stat st;
 	int fd, rc;
 
+	s->write_failed = 0;
+	s->label[0] = '\0';
 	if (strcmp(path, "-") == 0)
 		return split_stream(s, w, 0, "-", NULL);
 	fd = open(path, O_RDONLY);

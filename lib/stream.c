@@ -454,6 +454,37 @@ int stp_writer_end(struct stp_writer *w)
 	return stp_writer_flush(w);
 }
 
+static int writer_frame(void *ctx, unsigned type, const struct iovec *iov,
+			int n, const uint32_t *last_crc)
+{
+	struct stp_writer *w = ctx;
+
+	if (type == STP_F_END)
+		return stp_writer_end(w);
+	return write_frame(w, type, iov, n, last_crc);
+}
+
+struct stp_out stp_writer_out(struct stp_writer *w)
+{
+	struct stp_out out = { writer_frame, w };
+
+	return out;
+}
+
+int stp_out_copy(struct stp_out *out, const struct stp_frame *f)
+{
+	struct iovec v[2] = {
+		{ (void *)f->payload, f->len < 8 ? f->len : 8 },
+		{ (void *)(f->payload + 8), f->len < 8 ? 0 : f->len - 8 },
+	};
+
+	if (f->type == STP_F_END)
+		return out->frame(out->ctx, STP_F_END, NULL, 0, NULL);
+	/* The reader has the CRC of payload[8..] already. */
+	return out->frame(out->ctx, f->type, v, f->len < 8 ? 1 : 2,
+			  f->len < 8 ? NULL : &f->body_crc);
+}
+
 /* --- payloads --- */
 
 static const struct {

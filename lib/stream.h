@@ -22,6 +22,8 @@ enum stp_frame_type {
 	STP_F_DATA = 0x03,
 	STP_F_FILE_END = 0x04,
 	STP_F_END = 0x0F,
+	STP_F_PLANES = 0x10,
+	STP_F_CODED = 0x30,
 	STP_F_PLANE_FIRST = 0x10, STP_F_PLANE_LAST = 0x1F,
 	STP_F_MODEL_FIRST = 0x20, STP_F_MODEL_LAST = 0x2F,
 	STP_F_CODED_FIRST = 0x30, STP_F_CODED_LAST = 0x3F,
@@ -91,6 +93,22 @@ int stp_writer_flush(struct stp_writer *w);
 
 /* 1 if the writer has begun a segment that it has not yet ended. */
 int stp_writer_in_segment(const struct stp_writer *w);
+
+/* Where a stage sends its frames: a writer, or the next stage of an
+ * in-process pipeline. frame() takes a payload in pieces like
+ * stp_writev_crc (last_crc may be NULL); type STP_F_END with no payload
+ * ends the segment. Returns 0 or a negative code. */
+struct stp_out {
+	int (*frame)(void *ctx, unsigned type, const struct iovec *iov, int n,
+		     const uint32_t *last_crc);
+	void *ctx;
+};
+
+/* An stp_out that writes to w (END frames end w's segment). */
+struct stp_out stp_writer_out(struct stp_writer *w);
+
+/* Sends a frame read from a stream on unchanged. */
+int stp_out_copy(struct stp_out *out, const struct stp_frame *f);
 
 /* --- payloads of the core frame types --- */
 

@@ -1,0 +1,794 @@
+/* The codec engine. The caller's thread reads frames, keeps track of files
+ * and tensors, and queues every frame in order; a batch of queued frames
+ * is transformed by the worker threads, each frame on its own, and then
+ * sent on in the order it arrived. So the output does not depend on the
+ * thread count. Workers also checksum what they produce, so the caller's
+ * thread only combines CRCs. */
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "codec.h"
+#include "error.h"
+#include "planes.h"
+#include "rans.h"
+
+#define MAX_OUT_FRAMES 4          /* PLANES frames one DATA frame may give */
+#define MAX_THREADS 64
+#define WHERE_MAX (STP_MAX_PATH + 700)
+
+struct piece {
+	unsigned type;
+	size_t hdr_off, hdr_len;      /* in job->out */
+	size_t body_off, body_len;
+	uint32_t body_crc;
+};
+
+struct job {
+	unsigned type;
+	unsigned op;                  /* 0: pass the frame on unchanged */
+	const uint8_t *src;           /* the payload: in, or the reader's */
+	uint8_t *in;                  /* owned copy when frames are queued */
+	size_t in_cap;
+	uint32_t in_len, in_crc;
+	uint64_t pos;
+	/* the tensor, for SPLIT */
+	unsigned code;
+	uint64_t start, rowlen;
+	uint8_t *out;
+	size_t out_cap;
+	struct piece piece[MAX_OUT_FRAMES];
+	int npieces;
+	int rc;
+	char where[WHERE_MAX];
+};
+
+struct index_entry {
+	uint8_t kind;                 /* 1 file, 2 tensor */
+	uint64_t offset;
+	char *name;
+	size_t namelen;
+};
+
+struct codec {
+	unsigned ops;
+	unsigned threads;
+	struct job *jobs;
+	unsigned njobs, cap_jobs;
+	uint8_t *scratch[MAX_THREADS];
+	atomic_uint next_job;
+	/* file and tensor being read */
+	char file[STP_MAX_PATH + 1];
+	char tensor[512];
+	uint64_t pending;
+	uint64_t start, rowlen;
+	unsigned code;
+	/* the index of the segment being written (CODE) */
+	uint64_t seg_bytes;
+	int in_segment;
+	struct index_entry *index;
+	size_t nindex, cap_index;
+	size_t index_bytes;
+	char where[WHERE_MAX];
+	uint64_t fault_pos;
+};
+
+static int grow(uint8_t **buf, size_t *cap, size_t need)
+{
+	uint8_t *p;
+
+	if (need <= *cap)
+		return 0;
+	p = realloc(*buf, need);
+	if (!p)
+		return STP_ENOMEM;
+	*buf = p;
+	*cap = need;
+	return 0;
+}
+
+/* ---- work done on the worker threads, one frame at a time ---- */
+
+static uint64_t max_values(unsigned code)
+{
+	return (STP_MAX_PAYLOAD / 2) / stp_float_width(code);
+}
+
+/* DATA -> PLANES frames in dst (room for STP_MAX_PAYLOAD per 4 MiB of
+ * values). Each piece is one PLANES frame: header, then planes as body. */
+static int split_data(struct job *j, const uint8_t *payload, uint32_t len,
+		      uint8_t *dst, struct piece *piece, int *npieces)
+{
+	unsigned width = stp_float_width(j->code);
+	uint64_t off = stp_get64(payload), n = len - 8;
+	const uint8_t *data = payload + 8;
+	size_t at = 0;
+	int k = 0;
+
+	while (n > 0) {
+		uint64_t count = n / width;
+		struct stp_planes_hdr h;
+		uint8_t *plane[STP_MAX_PLANES];
+		size_t body;
+
+		if (count > max_values(j->code))
+			count = max_values(j->code);
+		if (k == MAX_OUT_FRAMES)
+			return STP_ETOOBIG;
+		h.offset = off;
+		h.count = (uint32_t)count;
+		h.dtype = j->code;
+		h.rowlen = j->rowlen;
+		h.column = (off - j->start) / width % j->rowlen;
+		stp_planes_lengths(&h);
+		piece[k].type = STP_F_PLANES;
+		piece[k].hdr_off = at;
+		piece[k].hdr_len = stp_planes_hdr_size(&h);
+		stp_planes_hdr_build(&h, dst + at);
+		at += piece[k].hdr_len;
+		body = at;
+		for (unsigned i = 0; i < h.nplanes; i++) {
+			plane[i] = dst + at;
+			at += h.len[i];
+		}
+		stp_planes_split(j->code, data, h.count, plane);
+		piece[k].body_off = body;
+		piece[k].body_len = at - body;
+		k++;
+		off += count * width;
+		data += count * width;
+		n -= count * width;
+	}
+	*npieces = k;
+	return 0;
+}
+
+/* Worst-case CODED size of a PLANES frame, header included. */
+static size_t coded_bound(const struct stp_planes_hdr *h)
+{
+	size_t n = stp_planes_hdr_size(h);
+
+	for (unsigned i = 0; i < h->nplanes; i++)
+		n += stp_rans_bound(h->len[i]);
+	return n;
+}
+
+/* PLANES payload p -> CODED frame at out (room: coded_bound). */
+static int code_planes(const uint8_t *p, size_t len, uint8_t *out,
+		       struct piece *pc)
+{
+	struct stp_planes_hdr h;
+	size_t at, src;
+	int rc = stp_planes_hdr_parse(p, len, &h);
+
+	if (rc < 0)
+		return rc;
+	src = (size_t)rc;
+	for (unsigned i = 0; i < h.nplanes; i++) {
+		if (h.len[i] > len - src)
+			return STP_EFRAME;
+		src += h.len[i];
+	}
+	if (src != len)
+		return STP_EFRAME;
+	src = stp_planes_hdr_size(&h);
+	at = src;
+	for (unsigned i = 0; i < h.nplanes; i++) {
+		size_t clen;
+
+		rc = stp_rans_encode(p + src, h.len[i], out + at,
+				     stp_rans_bound(h.len[i]), &clen);
+		if (rc < 0)
+			return rc;
+		src += h.len[i];
+		h.len[i] = (uint32_t)clen;
+		at += clen;
+	}
+	if (at > STP_MAX_PAYLOAD)
+		return STP_ETOOBIG;
+	stp_planes_hdr_build(&h, out);
+	pc->type = STP_F_CODED;
+	pc->hdr_off = 0;
+	pc->hdr_len = stp_planes_hdr_size(&h);
+	pc->body_off = pc->hdr_len;
+	pc->body_len = at - pc->hdr_len;
+	return 0;
+}
+
+/* CODED payload p -> PLANES frame at out (room: STP_MAX_PAYLOAD). */
+static int decode_coded(const uint8_t *p, size_t len, uint8_t *out,
+			struct piece *pc)
+{
+	struct stp_planes_hdr h, want;
+	size_t src, at;
+	int rc = stp_planes_hdr_parse(p, len, &h);
+
+	if (rc < 0)
+		return rc;
+	src = (size_t)rc;
+	want = h;
+	stp_planes_lengths(&want);
+	at = stp_planes_hdr_size(&want);
+	for (unsigned i = 0; i < h.nplanes; i++) {
+		if (h.len[i] > len - src ||
+		    want.len[i] > STP_MAX_PAYLOAD - at)
+			return STP_ECORRUPT;
+		rc = stp_rans_decode(p + src, h.len[i], out + at, want.len[i]);
+		if (rc < 0)
+			return rc;
+		src += h.len[i];
+		at += want.len[i];
+	}
+	if (src != len)
+		return STP_ECORRUPT;
+	stp_planes_hdr_build(&want, out);
+	pc->type = STP_F_PLANES;
+	pc->hdr_off = 0;
+	pc->hdr_len = stp_planes_hdr_size(&want);
+	pc->body_off = pc->hdr_len;
+	pc->body_len = at - pc->hdr_len;
+	return 0;
+}
+
+/* PLANES payload p -> DATA frame at out: offset, then values. The header
+ * was checked against the tensor by the caller's thread. */
+static int merge_planes(const uint8_t *p, size_t len, uint8_t *out,
+			struct piece *pc)
+{
+	struct stp_planes_hdr h;
+	const uint8_t *plane[STP_MAX_PLANES];
+	size_t at;
+	int rc = stp_planes_hdr_parse(p, len, &h);
+	uint64_t n;
+
+	if (rc < 0)
+		return rc;
+	at = (size_t)rc;
+	for (unsigned i = 0; i < h.nplanes; i++) {
+		if (h.len[i] != stp_plane_len(h.dtype, i, h.count) ||
+		    h.len[i] > len - at)
+			return STP_EFRAME;
+		plane[i] = p + at;
+		at += h.len[i];
+	}
+	n = (uint64_t)h.count * stp_float_width(h.dtype);
+	if (at != len || n > STP_MAX_PAYLOAD - 8)
+		return STP_EFRAME;
+	stp_put64(out, h.offset);
+	if ((rc = stp_planes_merge(h.dtype, plane, h.count, out + 8)) < 0)
+		return rc;
+	pc->type = STP_F_DATA;
+	pc->hdr_off = 0;
+	pc->hdr_len = 8;
+	pc->body_off = 8;
+	pc->body_len = (size_t)n;
+	return 0;
+}
+
+static int run_job(struct job *j, uint8_t *scratch)
+{
+	struct piece tmp[MAX_OUT_FRAMES];
+	int rc = 0, k;
+
+	j->npieces = 1;
+	switch (j->op) {
+	case STP_OP_SPLIT:
+		rc = split_data(j, j->src, j->in_len, j->out, j->piece,
+				&j->npieces);
+		break;
+	case STP_OP_SPLIT | STP_OP_CODE:
+		rc = split_data(j, j->src, j->in_len, scratch, tmp, &k);
+		j->npieces = k;
+		for (int i = 0, at = 0; rc == 0 && i < k; i++) {
+			struct stp_planes_hdr h;
+			const uint8_t *pl = scratch + tmp[i].hdr_off;
+			size_t plen = tmp[i].hdr_len + tmp[i].body_len;
+
+			stp_planes_hdr_parse(pl, plen, &h);
+			rc = code_planes(pl, plen, j->out + at, &j->piece[i]);
+			j->piece[i].hdr_off += (size_t)at;
+			j->piece[i].body_off += (size_t)at;
+			at += (int)coded_bound(&h);
+		}
+		break;
+	case STP_OP_CODE:
+		rc = code_planes(j->src, j->in_len, j->out, j->piece);
+		break;
+	case STP_OP_DECODE:
+		rc = decode_coded(j->src, j->in_len, j->out, j->piece);
+		break;
+	case STP_OP_MERGE:
+		rc = merge_planes(j->src, j->in_len, j->out, j->piece);
+		break;
+	case STP_OP_DECODE | STP_OP_MERGE:
+		rc = decode_coded(j->src, j->in_len, scratch, tmp);
+		if (rc == 0)
+			rc = merge_planes(scratch, tmp[0].hdr_len +
+						   tmp[0].body_len,
+					  j->out, j->piece);
+		break;
+	}
+	for (int i = 0; rc == 0 && i < j->npieces; i++)
+		j->piece[i].body_crc = stp_crc32(0, j->out + j->piece[i].body_off,
+						 j->piece[i].body_len);
+	return rc;
+}
+
+struct worker {
+	struct codec *c;
+	unsigned id;
+};
+
+static void *work(void *arg)
+{
+	struct worker *w = arg;
+	struct codec *c = w->c;
+	unsigned i;
+
+	while ((i = atomic_fetch_add(&c->next_job, 1)) < c->njobs) {
+		struct job *j = &c->jobs[i];
+		if (j->op)
+			j->rc = run_job(j, c->scratch[w->id]);
+	}
+	return NULL;
+}
+
+/* ---- the caller's thread ---- */
+
+static int add_index(struct codec *c, uint8_t kind, const char *name,
+		     size_t namelen)
+{
+	struct index_entry *e;
+
+	if (c->nindex == c->cap_index) {
+		size_t cap = c->cap_index ? 2 * c->cap_index : 64;
+		e = realloc(c->index, cap * sizeof *e);
+		if (!e)
+			return STP_ENOMEM;
+		c->index = e;
+		c->cap_index = cap;
+	}
+	e = &c->index[c->nindex];
+	e->name = malloc(namelen ? namelen : 1);
+	if (!e->name)
+		return STP_ENOMEM;
+	memcpy(e->name, name, namelen);
+	e->namelen = namelen;
+	e->kind = kind;
+	e->offset = c->seg_bytes;
+	c->nindex++;
+	c->index_bytes += 12 + namelen;
+	return 0;
+}
+
+static void clear_index(struct codec *c)
+{
+	for (size_t i = 0; i < c->nindex; i++)
+		free(c->index[i].name);
+	c->nindex = 0;
+	c->index_bytes = 0;
+}
+
+/* Adds FILE and TENSOR frames to the index of a coded segment. */
+static int index_frame(struct codec *c, unsigned type, const struct iovec *v,
+		       int n, size_t len)
+{
+	static __thread uint8_t buf[24 + 8 * STP_MAX_NDIM + STP_MAX_DTYPE +
+				    0xFFFF + STP_MAX_PATH];
+	struct stp_file_info fi;
+	struct stp_tensor_info t;
+	size_t at = 0;
+
+	if (len > sizeof buf)
+		return STP_EFRAME;
+	for (int i = 0; i < n; i++) {
+		memcpy(buf + at, v[i].iov_base, v[i].iov_len);
+		at += v[i].iov_len;
+	}
+	if (type == STP_F_FILE && stp_file_parse(buf, len, &fi) == 0)
+		return add_index(c, 1, fi.path, fi.pathlen);
+	if (type == STP_F_TENSOR && stp_tensor_parse(buf, len, &t) == 0)
+		return add_index(c, 2, t.name, t.namelen);
+	return 0;
+}
+
+/* Sends one frame on, keeping the index of a coded segment. */
+static int emit(struct codec *c, struct stp_out *out, unsigned type,
+		const struct iovec *v, int n, const uint32_t *crc)
+{
+	size_t len = 0;
+	int rc;
+
+	for (int i = 0; i < n; i++)
+		len += v[i].iov_len;
+	if (c->ops & STP_OP_CODE) {
+		if (!c->in_segment) {
+			c->in_segment = 1;
+			c->seg_bytes = STP_HEADER_SIZE;
+		}
+		if ((type == STP_F_FILE || type == STP_F_TENSOR) &&
+		    (rc = index_frame(c, type, v, n, len)) < 0)
+			return rc;
+		c->seg_bytes += len + STP_FRAME_OVERHEAD;
+	}
+	return out->frame(out->ctx, type, v, n, crc);
+}
+
+static int emit_job(struct codec *c, struct job *j, struct stp_out *out)
+{
+	if (!j->op) {
+		struct iovec v[2] = {
+			{ (void *)j->src, j->in_len < 8 ? j->in_len : 8 },
+			{ (void *)(j->src + 8), j->in_len < 8 ? 0 : j->in_len - 8 },
+		};
+		return emit(c, out, j->type, v, j->in_len < 8 ? 1 : 2,
+			    j->in_len < 8 ? NULL : &j->in_crc);
+	}
+	for (int i = 0; i < j->npieces; i++) {
+		const struct piece *p = &j->piece[i];
+		struct iovec v[2] = {
+			{ j->out + p->hdr_off, p->hdr_len },
+			{ j->out + p->body_off, p->body_len },
+		};
+		int rc = emit(c, out, p->type, v, 2, &p->body_crc);
+
+		if (rc < 0)
+			return rc;
+	}
+	return 0;
+}
+
+/* Transforms the queued frames on the workers and sends them on. */
+static int drain(struct codec *c, struct stp_out *out)
+{
+	pthread_t tid[MAX_THREADS];
+	struct worker w[MAX_THREADS];
+	unsigned started = 0, work_jobs = 0;
+	int rc = 0;
+
+	for (unsigned i = 0; i < c->njobs; i++)
+		work_jobs += c->jobs[i].op != 0;
+	atomic_store(&c->next_job, 0);
+	for (unsigned t = 0; t < c->threads; t++) {
+		w[t].c = c;
+		w[t].id = t;
+	}
+	for (unsigned t = 1; t < c->threads && t < work_jobs; t++)
+		if (pthread_create(&tid[t], NULL, work, &w[t]) == 0)
+			started = t;
+		else
+			break;
+	work(&w[0]);
+	for (unsigned t = 1; t <= started; t++)
+		pthread_join(tid[t], NULL);
+	for (unsigned i = 0; i < c->njobs && rc == 0; i++) {
+		struct job *j = &c->jobs[i];
+
+		if (j->op && j->rc < 0) {
+			rc = j->rc;
+			snprintf(c->where, sizeof c->where, "%s", j->where);
+			c->fault_pos = j->pos;
+		} else {
+			rc = emit_job(c, j, out);
+		}
+	}
+	c->njobs = 0;
+	return rc;
+}
+
+/* Room a job's output needs for its input frame. */
+static size_t out_need(const struct codec *c, const struct job *j)
+{
+	struct stp_planes_hdr h = { .dtype = j->code };
+	size_t n;
+
+	switch (j->op) {
+	case STP_OP_SPLIT | STP_OP_CODE:
+		/* at most MAX_OUT_FRAMES PLANES of max_values() values */
+		h.count = (uint32_t)max_values(j->code);
+		stp_planes_lengths(&h);
+		n = coded_bound(&h);
+		return n * ((j->in_len - 8) / stp_float_width(j->code) /
+				    max_values(j->code) + 1);
+	case STP_OP_CODE:
+		if (stp_planes_hdr_parse(j->src, j->in_len, &h) < 0)
+			return 0;
+		return coded_bound(&h);
+	case STP_OP_SPLIT:
+		/* planes are at most 1.5 times the values (FP8 nibbles) */
+		return (j->in_len - 8) / 2 * 3 + 2 +
+		       MAX_OUT_FRAMES * (STP_PLANES_FIXED + 4 * STP_MAX_PLANES);
+	default:
+		(void)c;
+		return STP_MAX_PAYLOAD + STP_PLANES_FIXED +
+		       4 * STP_MAX_PLANES;
+	}
+}
+
+static int queue(struct codec *c, const struct stp_frame *f, unsigned op,
+		 struct stp_out *out)
+{
+	struct job *j;
+	int rc;
+
+	if (c->njobs == c->cap_jobs && (rc = drain(c, out)) < 0)
+		return rc;
+	j = &c->jobs[c->njobs];
+	if (c->threads <= 1) {
+		/* Done before the next read: no need for a copy. */
+		j->src = f->payload;
+	} else {
+		if ((rc = grow(&j->in, &j->in_cap, f->len ? f->len : 1)) < 0)
+			return rc;
+		memcpy(j->in, f->payload, f->len);
+		j->src = j->in;
+	}
+	j->type = f->type;
+	j->in_len = f->len;
+	j->in_crc = f->body_crc;
+	j->pos = f->pos;
+	j->op = op;
+	j->code = c->code;
+	j->start = c->start;
+	j->rowlen = c->rowlen;
+	j->rc = 0;
+	if (op) {
+		size_t need = out_need(c, j);
+		if (need == 0)
+			return STP_EFRAME;
+		if ((rc = grow(&j->out, &j->out_cap, need)) < 0)
+			return rc;
+		if (c->tensor[0])
+			snprintf(j->where, sizeof j->where, "%s: tensor '%s'",
+				 c->file, c->tensor);
+		else
+			snprintf(j->where, sizeof j->where, "%s", c->file);
+	}
+	c->njobs++;
+	if (c->threads <= 1)
+		return drain(c, out);
+	return 0;
+}
+
+static int consume(struct codec *c, uint64_t n)
+{
+	if (n > c->pending)
+		return STP_EFRAME;
+	c->pending -= n;
+	return 0;
+}
+
+static int on_file(struct codec *c, const struct stp_frame *f)
+{
+	struct stp_file_info fi;
+	int rc = stp_file_parse(f->payload, f->len, &fi);
+
+	if (rc < 0)
+		return rc;
+	memcpy(c->file, fi.path, fi.pathlen);
+	c->file[fi.pathlen] = '\0';
+	c->tensor[0] = '\0';
+	c->pending = 0;
+	return 0;
+}
+
+static int on_tensor(struct codec *c, const struct stp_frame *f)
+{
+	struct stp_tensor_info t;
+	int rc = stp_tensor_parse(f->payload, f->len, &t);
+
+	if (rc < 0)
+		return rc;
+	snprintf(c->tensor, sizeof c->tensor, "%.*s",
+		 (int)(t.namelen > 500 ? 500 : t.namelen), t.name);
+	if (c->pending)
+		return STP_EORDER;
+	c->pending = t.nbytes;
+	c->start = t.offset;
+	c->code = stp_float_code(t.dtype);
+	c->rowlen = t.ndim ? t.shape[t.ndim - 1] : 1;
+	return 0;
+}
+
+/* Checks a PLANES or CODED header against the tensor whose bytes it
+ * carries, and counts its bytes. */
+static int on_planes(struct codec *c, const struct stp_frame *f)
+{
+	struct stp_planes_hdr h;
+	unsigned width;
+	int rc = stp_planes_hdr_parse(f->payload, f->len, &h);
+
+	if (rc < 0)
+		return rc;
+	width = stp_float_width(h.dtype);
+	if (!c->pending || h.dtype != c->code || h.offset < c->start ||
+	    h.rowlen != c->rowlen ||
+	    h.column != (h.offset - c->start) / width % c->rowlen)
+		return STP_EFRAME;
+	return consume(c, (uint64_t)h.count * width);
+}
+
+static int write_index(struct codec *c, struct stp_out *out)
+{
+	uint8_t loc[8], *buf;
+	size_t at = 4;
+	uint64_t index_at = c->seg_bytes;
+	struct iovec v;
+	int rc;
+
+	/* An index too large for one frame is left out: readers then scan. */
+	if (4 + c->index_bytes > STP_MAX_PAYLOAD)
+		return 0;
+	buf = malloc(4 + c->index_bytes);
+	if (!buf)
+		return STP_ENOMEM;
+	stp_put32(buf, (uint32_t)c->nindex);
+	for (size_t i = 0; i < c->nindex; i++) {
+		const struct index_entry *e = &c->index[i];
+		buf[at] = e->kind;
+		buf[at + 1] = 0;
+		stp_put16(buf + at + 2, (uint16_t)e->namelen);
+		stp_put64(buf + at + 4, e->offset);
+		memcpy(buf + at + 12, e->name, e->namelen);
+		at += 12 + e->namelen;
+	}
+	v.iov_base = buf;
+	v.iov_len = at;
+	rc = emit(c, out, STP_F_INDEX, &v, 1, NULL);
+	free(buf);
+	if (rc < 0)
+		return rc;
+	stp_put64(loc, index_at);
+	v.iov_base = loc;
+	v.iov_len = 8;
+	return emit(c, out, STP_F_INDEX_LOC, &v, 1, NULL);
+}
+
+static int on_end(struct codec *c, struct stp_out *out)
+{
+	int rc = drain(c, out);
+
+	if (rc == 0 && (c->ops & STP_OP_CODE)) {
+		if (!c->in_segment) {
+			c->in_segment = 1;
+			c->seg_bytes = STP_HEADER_SIZE;
+		}
+		rc = write_index(c, out);
+		clear_index(c);
+		c->in_segment = 0;
+	}
+	if (rc == 0)
+		rc = out->frame(out->ctx, STP_F_END, NULL, 0, NULL);
+	return rc;
+}
+
+static int codec_frame(void *self, const struct stp_frame *f,
+		       struct stp_out *out)
+{
+	struct codec *c = self;
+	unsigned op = 0;
+	int rc = 0;
+
+	c->fault_pos = f->pos;
+	switch (f->type) {
+	case STP_F_FILE:
+		rc = on_file(c, f);
+		break;
+	case STP_F_TENSOR:
+		rc = on_tensor(c, f);
+		break;
+	case STP_F_DATA:
+		if (f->len < 9)
+			return STP_EFRAME;
+		if ((c->ops & STP_OP_SPLIT) && c->pending && c->code &&
+		    (f->len - 8) % stp_float_width(c->code) == 0)
+			op = c->ops;
+		if (c->pending)
+			rc = consume(c, f->len - 8);
+		break;
+	case STP_F_PLANES:
+		if (c->ops & (STP_OP_CODE | STP_OP_MERGE))
+			op = c->ops & (STP_OP_CODE | STP_OP_MERGE);
+		rc = on_planes(c, f);
+		break;
+	case STP_F_CODED:
+		if (c->ops & STP_OP_DECODE)
+			op = c->ops;
+		rc = on_planes(c, f);
+		break;
+	case STP_F_FILE_END:
+		if (c->pending)
+			return STP_ETRUNCATED;
+		c->tensor[0] = '\0';
+		break;
+	case STP_F_INDEX:
+	case STP_F_INDEX_LOC:
+		/* Owned by the coder: rewritten when coding, dropped when
+		 * decoding, since offsets change with the frames. */
+		if (c->ops & (STP_OP_CODE | STP_OP_DECODE))
+			return 0;
+		break;
+	case STP_F_END:
+		return on_end(c, out);
+	}
+	if (rc < 0)
+		return rc;
+	return queue(c, f, op, out);
+}
+
+static const char *codec_where(void *self, uint64_t *pos)
+{
+	struct codec *c = self;
+
+	if (!c->where[0]) {
+		if (c->tensor[0])
+			snprintf(c->where, sizeof c->where, "%s: tensor '%s'",
+				 c->file, c->tensor);
+		else
+			snprintf(c->where, sizeof c->where, "%s", c->file);
+	}
+	*pos = c->fault_pos;
+	return c->where;
+}
+
+static void codec_free(void *self)
+{
+	struct codec *c = self;
+
+	if (!c)
+		return;
+	for (unsigned i = 0; i < c->cap_jobs; i++) {
+		free(c->jobs[i].in);
+		free(c->jobs[i].out);
+	}
+	for (unsigned t = 0; t < c->threads; t++)
+		free(c->scratch[t]);
+	clear_index(c);
+	free(c->index);
+	free(c->jobs);
+	free(c);
+}
+
+int stp_codec_open(struct stp_stage *out_st, unsigned ops, unsigned threads)
+{
+	struct codec *c;
+
+	switch (ops) {
+	case STP_OP_SPLIT: case STP_OP_CODE: case STP_OP_SPLIT | STP_OP_CODE:
+	case STP_OP_DECODE: case STP_OP_MERGE:
+	case STP_OP_DECODE | STP_OP_MERGE:
+		break;
+	default:
+		return STP_EUNSUPPORTED;
+	}
+	c = calloc(1, sizeof *c);
+	if (!c)
+		return STP_ENOMEM;
+	c->ops = ops;
+	c->threads = threads < 1 ? 1 : threads > MAX_THREADS ? MAX_THREADS :
+								 threads;
+	/* Enough frames in flight to keep every thread busy. */
+	c->cap_jobs = c->threads == 1 ? 1 : 4 * c->threads;
+	c->jobs = calloc(c->cap_jobs, sizeof *c->jobs);
+	if (!c->jobs) {
+		free(c);
+		return STP_ENOMEM;
+	}
+	for (unsigned t = 0; t < c->threads; t++) {
+		/* the planes of a whole DATA frame (SPLIT|CODE) */
+		c->scratch[t] = malloc(STP_MAX_PAYLOAD / 2 * 3 + 2 +
+				       MAX_OUT_FRAMES * (STP_PLANES_FIXED +
+							 4 * STP_MAX_PLANES));
+		if (!c->scratch[t]) {
+			codec_free(c);
+			return STP_ENOMEM;
+		}
+	}
+	out_st->frame = codec_frame;
+	out_st->where = codec_where;
+	out_st->free = codec_free;
+	out_st->self = c;
+	return 0;
+}

@@ -1,0 +1,690 @@
+/* Static order-0 rANS for byte planes: the scalar reference coder, the
+ * frequency tables, the body layout of formats/rans.md, and the dispatcher
+ * that hands whole groups of 32 symbols to the fastest variant. */
+#include "rans.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "error.h"
+
+#define STATE_BYTES (4 * STP_RANS_LANES)
+#define MAX_RUNS 128		/* 256 symbols, runs separated by gaps */
+#define MAX_TABLE_BYTES (2 + 2 * MAX_RUNS + 2 * 256)
+
+/* ---- Dispatcher ---- */
+
+struct impl {
+	const char *name;
+	int (*have)(void);
+	size_t (*dec)(struct stp_rans_dec_state *, uint8_t *, size_t);
+	int (*enc)(struct stp_rans_enc_state *, const uint8_t *, size_t);
+};
+
+static int have_scalar(void)
+{
+	return 1;
+}
+
+static int have_avx2(void)
+{
+	return __builtin_cpu_supports("avx2");
+}
+
+static int have_avx512(void)
+{
+	return __builtin_cpu_supports("avx512f") &&
+	       __builtin_cpu_supports("avx512bw");
+}
+
+/* Best last.  The AVX-512 variant encodes with the AVX2 encoder: the
+ * encoder is bound by its table loads, which wider vectors do not
+ * shorten. */
+static const struct impl impls[] = {
+	{ "scalar", have_scalar, stp_rans_dec_groups_scalar,
+	  stp_rans_enc_groups_scalar },
+	{ "avx2", have_avx2, stp_rans_dec_groups_avx2,
+	  stp_rans_enc_groups_avx2 },
+	{ "avx512", have_avx512, stp_rans_dec_groups_avx512,
+	  stp_rans_enc_groups_avx2 },
+};
+#define NIMPLS (sizeof impls / sizeof impls[0])
+
+/* NULL while STP_IMPL forces a variant this CPU lacks: every call then
+ * fails rather than quietly testing another variant. */
+static const struct impl *impl_cur = &impls[0];
+
+static const struct impl *impl_best(void)
+{
+	size_t i = NIMPLS;
+
+	while (--i > 0)
+		if (impls[i].have())
+			return &impls[i];
+	return &impls[0];
+}
+
+int stp_rans_force_impl(const char *name)
+{
+	size_t i;
+
+	/* The GPU variant lives elsewhere; this CPU coder then runs its
+	 * best, so STP_IMPL=cuda does not stop the CPU stages. */
+	if (!name || !strcmp(name, "auto") || !strcmp(name, "cuda")) {
+		impl_cur = impl_best();
+		return 0;
+	}
+	for (i = 0; i < NIMPLS; i++) {
+		if (strcmp(name, impls[i].name))
+			continue;
+		if (!impls[i].have())
+			return STP_EUNSUPPORTED;
+		impl_cur = &impls[i];
+		return 0;
+	}
+	return STP_EUNSUPPORTED;
+}
+
+const char *stp_rans_impl_name(void)
+{
+	return impl_cur ? impl_cur->name : "none";
+}
+
+__attribute__((constructor)) static void rans_init(void)
+{
+	const char *env = getenv("STP_IMPL");
+
+	/* Constructors may run before libgcc has probed the CPU. */
+	__builtin_cpu_init();
+	if (!env || !*env)
+		env = NULL;
+	if (stp_rans_force_impl(env) < 0)
+		impl_cur = NULL;
+}
+
+/* ---- Little-endian fields ---- */
+
+static uint32_t get32(const uint8_t *p)
+{
+	return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 |
+	       (uint32_t)p[3] << 24;
+}
+
+static void put32(uint8_t *p, uint32_t v)
+{
+	p[0] = (uint8_t)v;
+	p[1] = (uint8_t)(v >> 8);
+	p[2] = (uint8_t)(v >> 16);
+	p[3] = (uint8_t)(v >> 24);
+}
+
+/* ---- Statistics ---- */
+
+static void histogram(const uint8_t *in, size_t n, uint32_t cnt[256])
+{
+	/* Four tables, so that runs of one symbol (the common case in an
+	 * exponent plane) do not serialise on one counter in memory. */
+	uint32_t h[4][256];
+	size_t i;
+	int s;
+
+	memset(h, 0, sizeof h);
+	for (i = 0; i + 4 <= n; i += 4) {
+		h[0][in[i]]++;
+		h[1][in[i + 1]]++;
+		h[2][in[i + 2]]++;
+		h[3][in[i + 3]]++;
+	}
+	for (; i < n; i++)
+		h[0][in[i]]++;
+	for (s = 0; s < 256; s++)
+		cnt[s] = h[0][s] + h[1][s] + h[2][s] + h[3][s];
+}
+
+double stp_entropy0_bits(const uint8_t *in, size_t n)
+{
+	uint32_t cnt[256];
+	double bits = 0;
+	int s;
+
+	if (n == 0)
+		return 0;
+	histogram(in, n, cnt);
+	for (s = 0; s < 256; s++)
+		if (cnt[s])
+			bits += cnt[s] * log2((double)n / cnt[s]);
+	return bits;
+}
+
+/* log2(v) in Q8.24 for 1 <= v < 2^31, by repeated squaring of the
+ * mantissa.  Integer arithmetic, so the encoder's choices (and therefore
+ * its output) cannot depend on the host's libm. */
+static uint32_t log2_q24(uint32_t v)
+{
+	unsigned e = 31 - (unsigned)__builtin_clz(v);
+	uint64_t m = (uint64_t)v << (30 - e);	/* Q30, in [1, 2) */
+	uint32_t r = 0;
+	int k;
+
+	for (k = 23; k >= 0; k--) {
+		m = (m * m) >> 30;
+		if (m >= (uint64_t)1 << 31) {
+			m >>= 1;
+			r |= 1u << k;
+		}
+	}
+	return e << 24 | r;
+}
+
+/* Frequencies summing to exactly 2^pb with every present symbol >= 1,
+ * close to the minimum of sum cnt[s] * log2(2^pb / f[s]): proportional
+ * rounding, then unit steps each taken where it costs (or gains) the
+ * fewest bits.  The cost is convex in each f[s], so this greedy repair
+ * is optimal from its start.  Needs 2 <= nsym <= 2^pb. */
+static void normalise(const uint32_t cnt[256], const uint8_t *syms,
+		      int nsym, uint64_t n, unsigned pb, uint32_t f[256])
+{
+	uint32_t total = 1u << pb, sum = 0;
+	uint64_t delta[256];	/* bits * 2^24 for the next step of each */
+	int i, best, grow;
+
+	memset(f, 0, 256 * sizeof f[0]);
+	for (i = 0; i < nsym; i++) {
+		int s = syms[i];
+		uint64_t q = (((uint64_t)cnt[s] << pb) + n / 2) / n;
+
+		f[s] = q ? (uint32_t)q : 1;
+		sum += f[s];
+	}
+	if (sum == total)
+		return;
+	grow = sum < total;
+	for (i = 0; i < nsym; i++) {
+		int s = syms[i];
+
+		if (grow)
+			delta[i] = (uint64_t)cnt[s] *
+				   (log2_q24(f[s] + 1) - log2_q24(f[s]));
+		else
+			delta[i] = f[s] > 1 ? (uint64_t)cnt[s] *
+				   (log2_q24(f[s]) - log2_q24(f[s] - 1))
+				   : UINT64_MAX;
+	}
+	while (sum != total) {
+		best = 0;
+		for (i = 1; i < nsym; i++)
+			if (grow ? delta[i] > delta[best]
+				 : delta[i] < delta[best])
+				best = i;
+		int s = syms[best];
+		if (grow) {
+			f[s]++;
+			sum++;
+			delta[best] = (uint64_t)cnt[s] *
+				      (log2_q24(f[s] + 1) - log2_q24(f[s]));
+		} else {
+			f[s]--;
+			sum--;
+			delta[best] = f[s] > 1 ? (uint64_t)cnt[s] *
+				      (log2_q24(f[s]) - log2_q24(f[s] - 1))
+				      : UINT64_MAX;
+		}
+	}
+}
+
+/* ---- Frequency table: prob_bits, symbol runs, frequencies ---- */
+
+/* Serialises the table of formats/rans.md into out (MAX_TABLE_BYTES);
+ * returns its length. */
+static size_t put_table(uint8_t *out, unsigned pb, const uint32_t f[256])
+{
+	size_t len = 2;
+	int s = 0, prev_end = 0, runs = 0;
+
+	out[0] = (uint8_t)pb;
+	while (s < 256) {
+		int start;
+
+		if (!f[s]) {
+			s++;
+			continue;
+		}
+		start = s;
+		while (s < 256 && f[s])
+			s++;
+		out[len++] = (uint8_t)(start - prev_end);
+		out[len++] = (uint8_t)(s - start - 1);
+		prev_end = s;
+		runs++;
+	}
+	out[1] = (uint8_t)runs;
+	for (s = 0; s < 256; s++) {
+		if (!f[s])
+			continue;
+		if (f[s] < 0x80) {
+			out[len++] = (uint8_t)f[s];
+		} else {
+			out[len++] = (uint8_t)(0x80 | (f[s] & 0x7f));
+			out[len++] = (uint8_t)(f[s] >> 7);
+		}
+	}
+	return len;
+}
+
+/* Parses and checks a table; on success sets *out_pb, f[] and *out_used.
+ * The checks are what make the decode table safe to index: 1 <= pb <= 12,
+ * canonical runs inside 0..255, canonical frequencies in 1..2^pb-1, at
+ * least two symbols, and a sum of exactly 2^pb. */
+static int get_table(const uint8_t *in, size_t len, unsigned *out_pb,
+		     uint32_t f[256], size_t *out_used)
+{
+	unsigned pb, runs, r;
+	uint32_t total, sum = 0;
+	size_t pos;
+	int s = 0, nsym = 0;
+	uint8_t present[256];
+
+	if (len < 2)
+		return STP_ETRUNCATED;
+	pb = in[0];
+	runs = in[1];
+	if (pb < 1 || pb > STP_RANS_MAX_PROB_BITS || runs < 1 ||
+	    runs > MAX_RUNS)
+		return STP_ECORRUPT;
+	if (len - 2 < 2 * (size_t)runs)
+		return STP_ETRUNCATED;
+	memset(present, 0, sizeof present);
+	for (r = 0; r < runs; r++) {
+		int skip = in[2 + 2 * r], count = in[3 + 2 * r] + 1;
+
+		/* A zero gap would split one run in two. */
+		if ((r > 0 && skip == 0) || s + skip + count > 256)
+			return STP_ECORRUPT;
+		s += skip;
+		memset(present + s, 1, (size_t)count);
+		s += count;
+		nsym += count;
+	}
+	if (nsym < 2)
+		return STP_ECORRUPT;
+	total = 1u << pb;
+	pos = 2 + 2 * (size_t)runs;
+	for (s = 0; s < 256; s++) {
+		uint32_t v;
+
+		f[s] = 0;
+		if (!present[s])
+			continue;
+		if (pos >= len)
+			return STP_ETRUNCATED;
+		v = in[pos++];
+		if (v & 0x80) {
+			if (pos >= len)
+				return STP_ETRUNCATED;
+			if (in[pos] == 0)
+				return STP_ECORRUPT;
+			v = (v & 0x7f) | (uint32_t)in[pos++] << 7;
+		}
+		if (v == 0 || v >= total)
+			return STP_ECORRUPT;
+		sum += v;
+		if (sum > total)
+			return STP_ECORRUPT;
+		f[s] = v;
+	}
+	if (sum != total)
+		return STP_ECORRUPT;
+	*out_pb = pb;
+	*out_used = pos;
+	return 0;
+}
+
+/* Initial encoder state of each lane (and so the final decoder state):
+ * in [2^15, 2^16), derived by FNV-1a from the table bytes and n so that
+ * a damaged table that still parses, or the wrong n, fails the final
+ * check instead of decoding to wrong bytes. */
+static void initial_states(const uint8_t *table, size_t tlen, size_t n,
+			   uint32_t x0[STP_RANS_LANES])
+{
+	uint32_t h = 2166136261u;
+	size_t i;
+	int j;
+
+	for (i = 0; i < tlen; i++)
+		h = (h ^ table[i]) * 16777619u;
+	for (j = 0; j < 4; j++)
+		h = (h ^ (uint8_t)(n >> (8 * j))) * 16777619u;
+	for (j = 0; j < STP_RANS_LANES; j++)
+		x0[j] = STP_RANS_L |
+			(((h ^ (uint32_t)j) * 16777619u) >> 17);
+}
+
+/* ---- Scalar encoder ---- */
+
+static uint32_t enc_put(uint32_t x, const struct stp_rans_enc_sym *s,
+			uint8_t **pp)
+{
+	uint32_t q;
+
+	if (x > s->x_max) {
+		uint8_t *p = *pp - 2;
+
+		p[0] = (uint8_t)x;
+		p[1] = (uint8_t)(x >> 8);
+		*pp = p;
+		x >>= 16;
+	}
+	q = (uint32_t)(((uint64_t)x * s->rcp) >> 32) >> s->shift;
+	return x + s->bias + q * s->cmpl;
+}
+
+int stp_rans_enc_groups_scalar(struct stp_rans_enc_state *e,
+			       const uint8_t *in, size_t ngroups)
+{
+	uint8_t *p = e->p;
+	size_t g = ngroups;
+	int j;
+
+	while (g-- > 0) {
+		const uint8_t *grp = in + g * STP_RANS_LANES;
+
+		if (p - e->lo < STP_RANS_STEP_BYTES)
+			return -1;
+		for (j = STP_RANS_LANES - 1; j >= 0; j--)
+			e->x[j] = enc_put(e->x[j], &e->sym[grp[j]], &p);
+	}
+	e->p = p;
+	return 0;
+}
+
+/* Per-symbol constants for the update without division (Alverson's
+ * reciprocal, as in ryg_rans): exact for every state below 2^31. */
+static void enc_symbols(const uint32_t f[256], unsigned pb,
+			struct stp_rans_enc_sym sym[256])
+{
+	uint32_t start = 0, total = 1u << pb;
+	int s;
+
+	memset(sym, 0, 256 * sizeof sym[0]);
+	for (s = 0; s < 256; s++) {
+		uint32_t fs = f[s];
+		struct stp_rans_enc_sym *y = &sym[s];
+
+		if (!fs)
+			continue;
+		y->x_max = (fs << (31 - pb)) - 1;
+		y->cmpl = (uint16_t)(total - fs);
+		if (fs == 1) {
+			y->rcp = ~0u;
+			y->shift = 0;
+			y->bias = start + total - 1;
+		} else {
+			unsigned sh = 32 - (unsigned)__builtin_clz(fs - 1);
+
+			y->rcp = (uint32_t)((((uint64_t)1 << (sh + 31)) +
+					     fs - 1) / fs);
+			y->shift = (uint16_t)(sh - 1);
+			y->bias = start;
+		}
+		start += fs;
+	}
+}
+
+/* The table and prob_bits the encoder uses: of every valid pb, the one
+ * whose estimated body (table, states and words) is smallest, ties going
+ * to the smaller pb and so the smaller decode table.  Returns the
+ * estimated body length. */
+static size_t choose_table(const uint32_t cnt[256], const uint8_t *syms,
+			   int nsym, size_t n, uint32_t f[256],
+			   unsigned *out_pb)
+{
+	uint32_t ftry[256];
+	size_t best = SIZE_MAX;
+	unsigned pb;
+	uint8_t table[MAX_TABLE_BYTES];
+
+	for (pb = 1; pb <= STP_RANS_MAX_PROB_BITS; pb++) {
+		uint64_t bits = 0;
+		size_t est;
+		int i;
+
+		if ((1u << pb) < (uint32_t)nsym)
+			continue;
+		normalise(cnt, syms, nsym, n, pb, ftry);
+		for (i = 0; i < nsym; i++)
+			bits += (uint64_t)cnt[syms[i]] *
+				((pb << 24) - log2_q24(ftry[syms[i]]));
+		est = 1 + put_table(table, pb, ftry) + STATE_BYTES +
+		      2 * (size_t)((bits + ((uint64_t)16 << 24) - 1) >> 28);
+		if (est < best) {
+			best = est;
+			*out_pb = pb;
+			memcpy(f, ftry, sizeof ftry);
+		}
+	}
+	return best;
+}
+
+/* Writes an order-0 body into out[0..cap); returns its length, or 0 if
+ * it would not be shorter than the raw body (n + 1 bytes). */
+static size_t encode_order0(const uint8_t *in, size_t n,
+			    const uint32_t cnt[256], const uint8_t *syms,
+			    int nsym, uint8_t *out, size_t cap)
+{
+	uint32_t f[256];
+	struct stp_rans_enc_sym sym[256];
+	struct stp_rans_enc_state e;
+	uint8_t table[MAX_TABLE_BYTES];
+	unsigned pb = 0;
+	size_t tlen, head, words, i;
+	size_t full = n / STP_RANS_LANES * STP_RANS_LANES;
+	int j;
+
+	if (choose_table(cnt, syms, nsym, n, f, &pb) >= n + 1)
+		return 0;
+	tlen = put_table(table, pb, f);
+	head = 1 + tlen;
+	if (head + STATE_BYTES + STP_RANS_STEP_BYTES > cap)
+		return 0;
+	enc_symbols(f, pb, sym);
+	initial_states(table, tlen, n, e.x);
+	e.p = out + cap;
+	e.lo = out + head + STATE_BYTES;
+	e.sym = sym;
+
+	/* The last, partial group first: the encoder runs backwards. */
+	for (i = n; i > full; i--) {
+		j = (int)((i - 1) % STP_RANS_LANES);
+		e.x[j] = enc_put(e.x[j], &sym[in[i - 1]], &e.p);
+	}
+	if (impl_cur->enc(&e, in, full / STP_RANS_LANES) < 0)
+		return 0;
+
+	words = (size_t)(out + cap - e.p);
+	if (head + STATE_BYTES + words >= n + 1)
+		return 0;
+	out[0] = STP_RANS_ORDER0;
+	memcpy(out + 1, table, tlen);
+	memmove(out + head + STATE_BYTES, e.p, words);
+	for (j = 0; j < STP_RANS_LANES; j++)
+		put32(out + head + 4 * j, e.x[j]);
+	return head + STATE_BYTES + words;
+}
+
+size_t stp_rans_bound(size_t n)
+{
+	return n + 1 + STP_RANS_STEP_BYTES;
+}
+
+int stp_rans_encode(const uint8_t *in, size_t n, uint8_t *out, size_t cap,
+		    size_t *out_len)
+{
+	uint32_t cnt[256];
+	uint8_t syms[256];
+	int s, nsym = 0;
+	size_t len;
+
+	if (n > STP_RANS_MAX_N || cap < stp_rans_bound(n))
+		return STP_ETOOBIG;
+	if (!impl_cur)
+		return STP_EUNSUPPORTED;
+	histogram(in, n, cnt);
+	for (s = 0; s < 256; s++)
+		if (cnt[s])
+			syms[nsym++] = (uint8_t)s;
+	if (nsym == 1) {
+		out[0] = STP_RANS_RUN;
+		out[1] = syms[0];
+		*out_len = 2;
+		return 0;
+	}
+	len = nsym ? encode_order0(in, n, cnt, syms, nsym, out, cap) : 0;
+	if (!len) {
+		out[0] = STP_RANS_RAW;
+		if (n)
+			memcpy(out + 1, in, n);
+		len = n + 1;
+	}
+	*out_len = len;
+	return 0;
+}
+
+/* ---- Scalar decoder ---- */
+
+size_t stp_rans_dec_groups_scalar(struct stp_rans_dec_state *d,
+				  uint8_t *out, size_t ngroups)
+{
+	const uint32_t *tab = d->tab;
+	const uint8_t *p = d->p;
+	uint32_t mask = (1u << d->pb) - 1;
+	unsigned pb = d->pb;
+	size_t g;
+	int j;
+
+	for (g = 0; g < ngroups && d->end - p >= STP_RANS_STEP_BYTES; g++) {
+		uint8_t *o = out + g * STP_RANS_LANES;
+
+		for (j = 0; j < STP_RANS_LANES; j++) {
+			uint32_t x = d->x[j], e = tab[x & mask];
+			uint32_t w = (uint32_t)p[0] | (uint32_t)p[1] << 8;
+			uint32_t c;
+
+			o[j] = (uint8_t)e;
+			x = (e >> 20) * (x >> pb) + ((e >> 8) & 0xfff);
+			/* Branch-free: whether a lane renormalises is
+			 * data, not a predictable pattern. */
+			c = x < STP_RANS_L;
+			x = c ? x << 16 | w : x;
+			p += 2 * c;
+			d->x[j] = x;
+		}
+	}
+	d->p = p;
+	return g;
+}
+
+/* Symbols from..n-1, checking every read: the end of a body, where fewer
+ * than a group's worth of words is left. */
+static int dec_checked(struct stp_rans_dec_state *d, uint8_t *out,
+		       size_t from, size_t n)
+{
+	uint32_t mask = (1u << d->pb) - 1;
+	size_t i;
+
+	for (i = from; i < n; i++) {
+		int j = (int)(i % STP_RANS_LANES);
+		uint32_t x = d->x[j], e = d->tab[x & mask];
+
+		out[i] = (uint8_t)e;
+		x = (e >> 20) * (x >> d->pb) + ((e >> 8) & 0xfff);
+		if (x < STP_RANS_L) {
+			if (d->end - d->p < 2)
+				return STP_ETRUNCATED;
+			x = x << 16 | d->p[0] | (uint32_t)d->p[1] << 8;
+			d->p += 2;
+		}
+		d->x[j] = x;
+	}
+	return 0;
+}
+
+static int decode_order0(const uint8_t *in, size_t len, uint8_t *out,
+			 size_t n)
+{
+	_Alignas(64) uint32_t tab[1u << STP_RANS_MAX_PROB_BITS];
+	uint32_t f[256], x0[STP_RANS_LANES], start = 0;
+	struct stp_rans_dec_state d;
+	size_t tlen, groups, done;
+	unsigned pb;
+	int s, j, err;
+
+	if (n == 0)
+		return STP_ECORRUPT;
+	err = get_table(in, len, &pb, f, &tlen);
+	if (err < 0)
+		return err;
+	if (len - tlen < STATE_BYTES)
+		return STP_ETRUNCATED;
+	for (s = 0; s < 256; s++) {
+		uint32_t y, e = (uint32_t)s | f[s] << 20;
+
+		for (y = 0; y < f[s]; y++)
+			tab[start + y] = e | y << 8;
+		start += f[s];
+	}
+	for (j = 0; j < STP_RANS_LANES; j++) {
+		d.x[j] = get32(in + tlen + 4 * j);
+		/* Below 2^31 keeps every later state below 2^31, which the
+		 * vector code's signed compares rely on. */
+		if (d.x[j] < STP_RANS_L || d.x[j] >= (uint32_t)1 << 31)
+			return STP_ECORRUPT;
+	}
+	d.p = in + tlen + STATE_BYTES;
+	d.end = in + len;
+	d.tab = tab;
+	d.pb = pb;
+	groups = n / STP_RANS_LANES;
+	done = impl_cur->dec(&d, out, groups);
+	err = dec_checked(&d, out, done * STP_RANS_LANES, n);
+	if (err < 0)
+		return err;
+	if (d.p != d.end)
+		return STP_ECORRUPT;
+	initial_states(in, tlen, n, x0);
+	for (j = 0; j < STP_RANS_LANES; j++)
+		if (d.x[j] != x0[j])
+			return STP_ECORRUPT;
+	return 0;
+}
+
+int stp_rans_decode(const uint8_t *in, size_t len, uint8_t *out, size_t n)
+{
+	if (n > STP_RANS_MAX_N)
+		return STP_ETOOBIG;
+	if (!impl_cur)
+		return STP_EUNSUPPORTED;
+	if (len < 1)
+		return STP_ETRUNCATED;
+	switch (in[0]) {
+	case STP_RANS_RAW:
+		if (len - 1 < n)
+			return STP_ETRUNCATED;
+		if (len - 1 > n)
+			return STP_ECORRUPT;
+		if (n)
+			memcpy(out, in + 1, n);
+		return 0;
+	case STP_RANS_RUN:
+		if (len < 2)
+			return STP_ETRUNCATED;
+		if (len > 2 || n == 0)
+			return STP_ECORRUPT;
+		memset(out, in[1], n);
+		return 0;
+	case STP_RANS_ORDER0:
+		return decode_order0(in + 1, len - 1, out, n);
+	default:
+		return STP_EUNSUPPORTED;
+	}
+}

@@ -1,0 +1,542 @@
+/* Unit test of lib/rans: round trips, every encoder variant against every
+ * decoder variant with byte-identical bodies, the golden vector of
+ * formats/rans.md, and hostile bodies that must all be refused.  Prints
+ * TAP; exits 1 if any test failed.  Every buffer handed to the decoder is
+ * a heap block of exactly the right size, so a run under valgrind or
+ * -fsanitize=address catches any read or write outside it. */
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../../lib/error.h"
+#include "../../lib/rans.h"
+
+#define NVAR 3
+static const char *const variants[NVAR] = { "scalar", "avx2", "avx512" };
+static int have[NVAR];
+
+static int ntest, nfail;
+
+static void ok(int cond, const char *fmt, ...)
+{
+	va_list ap;
+
+	ntest++;
+	if (!cond)
+		nfail++;
+	printf("%sok %d - ", cond ? "" : "not ", ntest);
+	va_start(ap, fmt);
+	vprintf(fmt, ap);
+	va_end(ap);
+	putchar('\n');
+}
+
+static void skip(const char *fmt, ...)
+{
+	va_list ap;
+
+	ntest++;
+	printf("ok %d - ", ntest);
+	va_start(ap, fmt);
+	vprintf(fmt, ap);
+	va_end(ap);
+	printf(" # SKIP not supported by this CPU\n");
+}
+
+static void *xmalloc(size_t n)
+{
+	void *p = malloc(n ? n : 1);
+
+	if (!p) {
+		printf("Bail out! out of memory\n");
+		exit(1);
+	}
+	return p;
+}
+
+static void force(int v)
+{
+	if (stp_rans_force_impl(variants[v]) < 0) {
+		printf("Bail out! cannot force %s\n", variants[v]);
+		exit(1);
+	}
+}
+
+/* Decodes body[0..len) as n symbols with variant v, from and into heap
+ * blocks of exactly len and n bytes; returns the code, and the output
+ * through *out (to free) when wanted. */
+static int decode_exact(int v, const uint8_t *body, size_t len, size_t n,
+			uint8_t **out)
+{
+	uint8_t *in = xmalloc(len), *dst = xmalloc(n);
+	int rc;
+
+	memcpy(in, body, len);
+	force(v);
+	rc = stp_rans_decode(in, len, dst, n);
+	free(in);
+	if (out)
+		*out = dst;
+	else
+		free(dst);
+	return rc;
+}
+
+/* ---- Inputs ---- */
+
+static uint64_t rng = 0x9e3779b97f4a7c15u;
+
+static uint64_t next(void)
+{
+	uint64_t z = (rng += 0x9e3779b97f4a7c15u);
+
+	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9u;
+	z = (z ^ (z >> 27)) * 0x94d049bb133111ebu;
+	return z ^ (z >> 31);
+}
+
+/* Like the exponents of Gaussian weights: a peak, halving below it, a
+ * sharp edge above it, and a few zeros. */
+static uint8_t exponent_like(void)
+{
+	uint64_t r = next();
+	int lz = r ? __builtin_clzll(r) : 64;
+
+	if ((r & 0x3ff) == 0)
+		return 0;
+	if ((r & 0xff) == 1)
+		return (uint8_t)(123 + (r >> 8 & 3));
+	return (uint8_t)(122 - (lz > 40 ? 40 : lz));
+}
+
+enum kind { ZERO, SAME, UNIFORM, NIBBLE, EXPO, ALL256, SPARSE, TWO };
+
+static void make(enum kind k, uint8_t *buf, size_t n)
+{
+	size_t i;
+
+	for (i = 0; i < n; i++) {
+		uint64_t r = next();
+
+		switch (k) {
+		case ZERO: buf[i] = 0; break;
+		case SAME: buf[i] = 0x7e; break;
+		case UNIFORM: buf[i] = (uint8_t)r; break;
+		case NIBBLE: buf[i] = (uint8_t)(r & 15); break;
+		case EXPO: buf[i] = exponent_like(); break;
+		/* Every byte value present, most of the mass in a few. */
+		case ALL256:
+			buf[i] = (r & 7) == 0 ? (uint8_t)(r >> 8)
+					      : exponent_like();
+			break;
+		/* One symbol nearly always: a long tail of symbols decoded
+		 * where few words remain. */
+		case SPARSE: buf[i] = (r & 0xfff) == 0 ? (uint8_t)(r >> 12)
+						       : 0x55; break;
+		case TWO: buf[i] = (r & 3) == 0 ? 'b' : 'a'; break;
+		}
+	}
+}
+
+/* ---- Round trips ---- */
+
+/* Encodes with every variant (the bodies must be identical to the scalar
+ * one) and decodes each body with every variant. */
+static void roundtrip(const char *what, const uint8_t *in, size_t n,
+		      int method)
+{
+	size_t cap = stp_rans_bound(n), ref_len = 0, len;
+	uint8_t *ref = xmalloc(cap), *body = xmalloc(cap);
+	int e, d, rc;
+
+	force(0);
+	rc = stp_rans_encode(in, n, ref, cap, &ref_len);
+	ok(rc == 0 && ref_len >= 1 && ref_len <= n + 1 &&
+	   (method < 0 || ref[0] == method),
+	   "%s n=%zu: scalar encode -> %zu bytes, method %d", what, n,
+	   ref_len, ref_len ? ref[0] : -1);
+	for (e = 0; e < NVAR; e++) {
+		if (!have[e]) {
+			skip("%s n=%zu: %s encode", what, n, variants[e]);
+			continue;
+		}
+		force(e);
+		len = 0;
+		rc = stp_rans_encode(in, n, body, cap, &len);
+		if (e > 0)
+			ok(rc == 0 && len == ref_len &&
+			   !memcmp(body, ref, len),
+			   "%s n=%zu: %s body identical to scalar", what, n,
+			   variants[e]);
+		for (d = 0; d < NVAR; d++) {
+			uint8_t *out = NULL;
+
+			if (!have[d]) {
+				skip("%s n=%zu: %s -> %s", what, n,
+				     variants[e], variants[d]);
+				continue;
+			}
+			rc = decode_exact(d, body, len, n, &out);
+			ok(rc == 0 && (n == 0 || !memcmp(out, in, n)),
+			   "%s n=%zu: %s -> %s round trip (rc %d)", what, n,
+			   variants[e], variants[d], rc);
+			free(out);
+		}
+	}
+	free(ref);
+	free(body);
+}
+
+static void test_roundtrips(void)
+{
+	static const size_t sizes[] = {
+		1, 2, 31, 32, 33, 63, 64, 65, 100, 200, 1000, 4097,
+		65536 + 7, (1 << 20) + 13, (5 << 20) + 3
+	};
+	static const struct {
+		const char *name;
+		enum kind k;
+		int method;	/* -1: either */
+	} kinds[] = {
+		{ "exponent-like", EXPO, -1 },
+		{ "all 256 symbols", ALL256, -1 },
+		{ "sparse", SPARSE, -1 },
+		{ "two symbols", TWO, -1 },
+	};
+	size_t big = (5 << 20) + 3, i, k;
+	uint8_t *buf = xmalloc(STP_RANS_MAX_N);
+
+	roundtrip("empty", NULL, 0, STP_RANS_RAW);
+	for (k = 0; k < sizeof kinds / sizeof kinds[0]; k++)
+		for (i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
+			make(kinds[k].k, buf, sizes[i]);
+			roundtrip(kinds[k].name, buf, sizes[i],
+				  sizes[i] >= 4097 ? STP_RANS_ORDER0
+						   : kinds[k].method);
+		}
+	make(SAME, buf, 1);
+	roundtrip("one symbol", buf, 1, STP_RANS_RUN);
+	make(SAME, buf, 100000);
+	roundtrip("all-same byte", buf, 100000, STP_RANS_RUN);
+	make(UNIFORM, buf, big);
+	roundtrip("uniform random bytes", buf, big, STP_RANS_RAW);
+	make(NIBBLE, buf, 100003);
+	roundtrip("uniform over 16 symbols", buf, 100003, STP_RANS_ORDER0);
+	make(EXPO, buf, STP_RANS_MAX_N);
+	roundtrip("exponent-like, largest plane", buf, STP_RANS_MAX_N,
+		  STP_RANS_ORDER0);
+	free(buf);
+}
+
+/* ---- Golden vector of formats/rans.md ---- */
+
+static const uint8_t golden_body[] = {
+	0x01, 0x03, 0x01, 0x41, 0x03, 0x04, 0x02, 0x01, 0x01, 0x4a, 0x23, 0xd6,
+	0x14, 0x22, 0x85, 0x31, 0x05, 0x35, 0x9a, 0xb6, 0x14, 0xeb, 0x46, 0x4c,
+	0x29, 0x42, 0xb2, 0xa8, 0x00, 0xa6, 0x91, 0x06, 0x15, 0xb3, 0x46, 0xf6,
+	0x14, 0x8d, 0x26, 0x73, 0x0a, 0x37, 0x43, 0x56, 0x15, 0x22, 0xc5, 0xa8,
+	0x02, 0x35, 0x92, 0x4d, 0x05, 0xeb, 0x46, 0x9b, 0x54, 0xa3, 0x69, 0x59,
+	0x01, 0x66, 0x88, 0x61, 0x05, 0xb2, 0x46, 0xbb, 0x0a, 0x8d, 0xa6, 0x59,
+	0x05, 0x77, 0xa3, 0xad, 0x2b, 0xd3, 0x84, 0x71, 0x05, 0x34, 0xd2, 0xb6,
+	0x02, 0x5a, 0xa3, 0x4d, 0x2b, 0xa3, 0xc9, 0xc2, 0x02, 0x6e, 0x34, 0x03,
+	0x0b, 0x6b, 0x0a, 0xf6, 0x15, 0x8c, 0xd4, 0xbc, 0x02, 0xae, 0xd1, 0xac,
+	0x2c, 0xd3, 0x04, 0x23, 0x0b, 0x8d, 0xa6, 0x8d, 0x05, 0x37, 0x8d, 0x98,
+	0x58, 0x22, 0x85, 0xa5, 0x05, 0x35, 0x1a, 0x43, 0x0b, 0xeb, 0x46, 0xec,
+	0x2c, 0xa3, 0xc9, 0xcc, 0x02, 0x8c, 0x15, 0xc2, 0x0a, 0xa3, 0x0b, 0x8c,
+	0x15, 0xa3, 0x2b, 0xb2, 0xc6, 0x8d, 0x2e, 0x34, 0x56, 0xa3, 0x0b, 0x92,
+	0xc6, 0x8d, 0x15, 0x0c, 0x2b, 0xa3, 0x0b, 0x8c, 0x15, 0x8d, 0x2e, 0x35,
+	0xba, 0xeb, 0xc6, 0xa3, 0x2b, 0xa6, 0xb1, 0x8d, 0x2e, 0x34, 0x56, 0x0c,
+	0x2b, 0xae, 0xb1, 0x8d, 0x2e, 0x37, 0xc3, 0x35, 0xba, 0xeb, 0xc6, 0xa6,
+	0xb1, 0x6e, 0x74, 0x8d, 0x2e, 0x35, 0x3a, 0x8d, 0x2e
+};
+
+static void golden_input(uint8_t *in)
+{
+	int i;
+
+	for (i = 0; i < 512; i++) {
+		int s = i * 37 % 100;
+
+		in[i] = s < 50 ? 'A' : s < 75 ? 'B' : s < 90 ? 'C' : 'D';
+	}
+}
+
+static void test_golden(void)
+{
+	uint8_t in[512], body[512 + 1 + STP_RANS_STEP_BYTES];
+	size_t len = 0;
+	int v, rc;
+
+	golden_input(in);
+	for (v = 0; v < NVAR; v++) {
+		uint8_t *out = NULL;
+
+		if (!have[v]) {
+			skip("golden vector with %s", variants[v]);
+			continue;
+		}
+		force(v);
+		rc = stp_rans_encode(in, sizeof in, body, sizeof body, &len);
+		ok(rc == 0 && len == sizeof golden_body &&
+		   !memcmp(body, golden_body, len),
+		   "golden vector: %s encoder writes formats/rans.md's bytes",
+		   variants[v]);
+		rc = decode_exact(v, golden_body, sizeof golden_body,
+				  sizeof in, &out);
+		ok(rc == 0 && !memcmp(out, in, sizeof in),
+		   "golden vector: %s decoder reads it", variants[v]);
+		free(out);
+	}
+}
+
+/* ---- Hostile bodies ---- */
+
+/* Every available decoder must refuse the body with a negative code;
+ * want, if nonzero, is the exact code expected. */
+static void refuse(const char *what, const uint8_t *body, size_t len,
+		   size_t n, int want)
+{
+	int v, rc, good = 1;
+	char got[64] = "";
+
+	for (v = 0; v < NVAR; v++) {
+		if (!have[v])
+			continue;
+		rc = decode_exact(v, body, len, n, NULL);
+		if (rc >= 0 || (want && rc != want)) {
+			good = 0;
+			snprintf(got, sizeof got, " (%s returned %d)",
+				 variants[v], rc);
+		}
+	}
+	ok(good, "refused: %s%s", what, got);
+}
+
+/* Offsets of the parts of an order-0 body, from its table. */
+static size_t table_len(const uint8_t *body)
+{
+	size_t runs = body[2], pos = 3 + 2 * runs, nsym = 0, r;
+
+	for (r = 0; r < runs; r++)
+		nsym += (size_t)body[4 + 2 * r] + 1;
+	while (nsym--)
+		pos += body[pos] & 0x80 ? 2 : 1;
+	return pos - 1;
+}
+
+static void test_hostile(void)
+{
+	size_t n = 5000, cap = stp_rans_bound(n), len = 0, i, tl;
+	uint8_t *in = xmalloc(n), *body = xmalloc(cap), *bad = xmalloc(cap + 64);
+	uint8_t *out = xmalloc(n);
+	int rc, v, all;
+	unsigned bit;
+
+	make(EXPO, in, n);
+	force(0);
+	rc = stp_rans_encode(in, n, body, cap, &len);
+	ok(rc == 0 && body[0] == STP_RANS_ORDER0,
+	   "hostile base: %zu symbols as a %zu-byte order-0 body", n, len);
+	tl = table_len(body);
+
+	/* Every proper prefix. */
+	all = 1;
+	for (i = 0; i < len; i++)
+		for (v = 0; v < NVAR; v++)
+			if (have[v] && decode_exact(v, body, i, n, NULL) >= 0)
+				all = 0;
+	ok(all, "refused: all %zu truncations, by every variant", len);
+
+	/* Every byte, each of three flips.  A body without a checksum cannot
+	 * catch every change: where two symbols of frequency 1 sit side by
+	 * side, a flip of the low bit of a slot swaps one for the other and
+	 * the states resynchronise (frames carry a CRC-32 for that).  What
+	 * must hold: no flip makes a decoder read or write out of bounds
+	 * (valgrind, ASan), every flip of the method byte or the table is
+	 * refused (the initial states hash the table), the decoders agree on
+	 * every body, and accepted flips stay rare. */
+	{
+		static const uint8_t flips[3] = { 0x01, 0x80, 0xff };
+		unsigned accepted = 0, total = 0, table_refused = 1, agree = 1;
+
+		for (i = 0; i < len; i++)
+			for (bit = 0; bit < 3; bit++) {
+				uint8_t *first = NULL, *o = NULL;
+				int rc0 = 0;
+
+				memcpy(bad, body, len);
+				bad[i] ^= flips[bit];
+				total++;
+				for (v = 0; v < NVAR; v++) {
+					if (!have[v])
+						continue;
+					rc = decode_exact(v, bad, len, n, &o);
+					if (!first) {
+						first = o;
+						rc0 = rc;
+						continue;
+					}
+					if (rc != rc0 ||
+					    (rc >= 0 && memcmp(o, first, n)))
+						agree = 0;
+					free(o);
+				}
+				free(first);
+				if (rc0 < 0)
+					continue;
+				accepted++;
+				if (i < 1 + tl)
+					table_refused = 0;
+			}
+		ok(table_refused, "refused: every flip of the method byte and table");
+		ok(agree, "every decoder returns the same for every flipped body");
+		ok(accepted * 100 < total,
+		   "flipped bodies accepted: %u of %u (must stay under 1%%)",
+		   accepted, total);
+	}
+
+	/* Lengths that lie. */
+	memcpy(bad, body, len);
+	bad[len] = 0;
+	refuse("one trailing byte", bad, len + 1, n, STP_ECORRUPT);
+	refuse("n one too small", body, len, n - 1, 0);
+	refuse("n one too large", body, len, n + 1, 0);
+	refuse("n one group too small", body, len, n - 32, 0);
+	refuse("n one group too large", body, len, n + 32, 0);
+	refuse("n of 0", body, len, 0, 0);
+	refuse("n over the limit", body, len, STP_RANS_MAX_N + 1, STP_ETOOBIG);
+
+	/* States out of range: below 2^15, and at or above 2^31. */
+	memcpy(bad, body, len);
+	bad[1 + tl + 0] = 0xff;
+	bad[1 + tl + 1] = 0x7f;
+	bad[1 + tl + 2] = 0;
+	bad[1 + tl + 3] = 0;
+	refuse("initial state below 2^15", bad, len, n, STP_ECORRUPT);
+	memcpy(bad, body, len);
+	bad[1 + tl + 4 * 31 + 3] |= 0x80;
+	refuse("initial state at or above 2^31", bad, len, n, STP_ECORRUPT);
+
+	/* Tables, built by hand: method, pb, runs, {skip, count-1}, freqs,
+	 * then a body too short for the states (ETRUNCATED would hide the
+	 * table check, so every case gets room for them). */
+	{
+		static const struct {
+			const char *what;
+			uint8_t t[12];
+			size_t len;
+		} tables[] = {
+			{ "prob_bits 0", { 0, 1, 0, 1, 1, 1 }, 6 },
+			{ "prob_bits 13", { 13, 1, 0, 1, 0x80, 0x20, 0xff, 0x1f }, 8 },
+			{ "no runs", { 4, 0 }, 2 },
+			{ "129 runs", { 4, 129 }, 2 },
+			{ "run past symbol 255", { 4, 1, 250, 6, 8, 8 }, 6 },
+			{ "runs with a zero gap", { 4, 2, 0, 0, 0, 0, 8, 8 }, 8 },
+			{ "one symbol", { 4, 1, 7, 0, 16 }, 5 },
+			{ "frequency sum one short", { 4, 1, 0, 1, 8, 7 }, 6 },
+			{ "frequency sum one over", { 4, 1, 0, 1, 8, 9 }, 6 },
+			{ "zero frequency", { 4, 1, 0, 2, 8, 8, 0 }, 7 },
+			{ "frequency of 2^pb", { 4, 1, 0, 1, 16, 0 }, 6 },
+			{ "non-canonical two-byte frequency",
+			  { 8, 1, 0, 1, 0x80 | 5, 0, 0x80 | 123, 1 }, 8 },
+		};
+		size_t t;
+
+		for (t = 0; t < sizeof tables / sizeof tables[0]; t++) {
+			size_t blen = 1 + tables[t].len + 4 * STP_RANS_LANES + 8;
+
+			memset(bad, 0x80, blen);
+			bad[0] = STP_RANS_ORDER0;
+			memcpy(bad + 1, tables[t].t, tables[t].len);
+			refuse(tables[t].what, bad, blen, 1000, STP_ECORRUPT);
+		}
+	}
+	{
+		static const uint8_t cut[6] = { STP_RANS_ORDER0, 8, 1, 0, 1, 0x80 };
+
+		refuse("table ending inside a two-byte frequency", cut,
+		       sizeof cut, 1000, STP_ETRUNCATED);
+	}
+
+	/* Other methods. */
+	{
+		static const uint8_t empty[1] = { 0 };
+		static const uint8_t unknown[2] = { 3, 0 }, high[2] = { 0xff, 0 };
+		static const uint8_t run[3] = { STP_RANS_RUN, 'x', 'x' };
+		uint8_t raw[11] = { STP_RANS_RAW };
+
+		refuse("empty body", empty, 0, 10, STP_ETRUNCATED);
+		refuse("method 3", unknown, 2, 10, STP_EUNSUPPORTED);
+		refuse("method 255", high, 2, 10, STP_EUNSUPPORTED);
+		refuse("raw body one short", raw, 10, 10, STP_ETRUNCATED);
+		refuse("raw body one long", raw, 11, 9, STP_ECORRUPT);
+		refuse("run body without its byte", run, 1, 10, STP_ETRUNCATED);
+		refuse("run body with a trailing byte", run, 3, 10, STP_ECORRUPT);
+		refuse("run body for n = 0", run, 2, 0, STP_ECORRUPT);
+	}
+
+	/* Encoder limits. */
+	rc = stp_rans_encode(in, STP_RANS_MAX_N + 1, body, cap, &len);
+	ok(rc == STP_ETOOBIG, "encode refuses n over the limit (rc %d)", rc);
+	rc = stp_rans_encode(in, n, body, stp_rans_bound(n) - 1, &len);
+	ok(rc == STP_ETOOBIG, "encode refuses a buffer below the bound (rc %d)",
+	   rc);
+
+	free(in);
+	free(body);
+	free(bad);
+	free(out);
+}
+
+/* ---- Dispatcher and entropy ---- */
+
+static void test_misc(void)
+{
+	uint8_t buf[1000];
+	double h;
+	int v;
+
+	ok(stp_rans_force_impl("sse9") == STP_EUNSUPPORTED,
+	   "forcing an unknown variant fails");
+	for (v = 0; v < NVAR; v++) {
+		int rc = stp_rans_force_impl(variants[v]);
+
+		if (have[v])
+			ok(rc == 0 && !strcmp(stp_rans_impl_name(), variants[v]),
+			   "forcing %s makes it current", variants[v]);
+		else
+			ok(rc == STP_EUNSUPPORTED &&
+			   strcmp(stp_rans_impl_name(), variants[v]),
+			   "forcing %s, which this CPU lacks, fails", variants[v]);
+	}
+	ok(stp_rans_force_impl(NULL) == 0 &&
+	   !strcmp(stp_rans_impl_name(), variants[have[2] ? 2 : have[1]]),
+	   "auto picks the best variant (%s)", stp_rans_impl_name());
+
+	make(TWO, buf, sizeof buf);
+	memset(buf, 'a', 500);
+	memset(buf + 500, 'b', 500);
+	h = stp_entropy0_bits(buf, sizeof buf);
+	ok(h > 999.999 && h < 1000.001, "entropy of two equal halves: %g bits",
+	   h);
+	ok(stp_entropy0_bits(buf, 500) == 0, "entropy of one symbol is 0");
+	ok(stp_entropy0_bits(NULL, 0) == 0, "entropy of nothing is 0");
+}
+
+int main(void)
+{
+	int v;
+
+	for (v = 0; v < NVAR; v++)
+		have[v] = stp_rans_force_impl(variants[v]) == 0;
+	test_misc();
+	test_golden();
+	test_hostile();
+	test_roundtrips();
+	printf("1..%d\n", ntest);
+	if (nfail)
+		printf("# %d of %d failed\n", nfail, ntest);
+	return nfail ? 1 : 0;
+}
