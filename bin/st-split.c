@@ -40,6 +40,7 @@ int main(int argc, char **argv)
 	};
 	struct stp_splitter *s = NULL;
 	struct stp_writer *w = NULL;
+	struct stp_out out;
 	int c, rc;
 
 	cli_init("st-split");
@@ -58,10 +59,11 @@ int main(int argc, char **argv)
 	    (rc = stp_writer_open(&w, 1)) < 0)
 		return cli_fail(rc, "");
 	stp_splitter_set_progress(s, progress, NULL);
+	out = stp_writer_out(w);
 	if (optind == argc)
-		rc = stp_split_path(s, w, "-");
+		rc = stp_split_path(s, &out, "-");
 	for (int i = optind; i < argc && rc >= 0; i++)
-		rc = stp_split_path(s, w, argv[i]);
+		rc = stp_split_path(s, &out, argv[i]);
 	if (rc < 0) {
 		rc = cli_fail(rc, stp_splitter_where(s));
 	} else if ((rc = stp_writer_end(w)) < 0) {

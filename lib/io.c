@@ -1,4 +1,8 @@
 #include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/stat.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -69,4 +73,47 @@ long stp_read_full(int fd, void *buf, size_t n)
 		got += (size_t)r;
 	}
 	return (long)got;
+}
+
+int stp_temp_create(char *tmp, size_t cap, const char *dest)
+{
+	const char *slash = strrchr(dest, '/');
+	int n, fd;
+
+	if (slash)
+		n = snprintf(tmp, cap, "%.*s/.%s.stp-XXXXXX",
+			     (int)(slash - dest), dest, slash + 1);
+	else
+		n = snprintf(tmp, cap, ".%s.stp-XXXXXX", dest);
+	if (n < 0 || (size_t)n >= cap)
+		return STP_EPATH;
+	fd = mkstemp(tmp);
+	if (fd < 0)
+		return STP_EIO;
+	/* mkstemp makes 0600; the output gets what the umask allows. */
+	mode_t mask = umask(0);
+	umask(mask);
+	if (fchmod(fd, 0666 & ~mask) < 0) {
+		close(fd);
+		unlink(tmp);
+		return STP_EIO;
+	}
+	return fd;
+}
+
+int stp_temp_place(const char *tmp, const char *dest, int force)
+{
+	if (force)
+		return rename(tmp, dest) < 0 ? STP_EIO : 0;
+	if (renameat2(AT_FDCWD, tmp, AT_FDCWD, dest, RENAME_NOREPLACE) == 0)
+		return 0;
+	if (errno == EEXIST)
+		return STP_EEXIST;
+	if (errno != EINVAL && errno != ENOSYS)
+		return STP_EIO;
+	/* File systems without RENAME_NOREPLACE: link fails if dest exists. */
+	if (link(tmp, dest) < 0)
+		return errno == EEXIST ? STP_EEXIST : STP_EIO;
+	unlink(tmp);
+	return 0;
 }

@@ -18,4 +18,12 @@ int stp_writev_all(int fd, const struct iovec *iov, int n);
  * n only at end of input) or STP_EIO. */
 long stp_read_full(int fd, void *buf, size_t n);
 
+/* Creates and opens a temporary file beside dest (DIR/.BASE.stp-XXXXXX),
+ * its name in tmp. Returns the descriptor, STP_EPATH or STP_EIO. */
+int stp_temp_create(char *tmp, size_t cap, const char *dest);
+
+/* Renames tmp (a file or folder) to dest; without force an existing dest
+ * is never replaced (STP_EEXIST). 0 or a negative code. */
+int stp_temp_place(const char *tmp, const char *dest, int force);
+
 #endif

@@ -17,7 +17,7 @@
 
 #define NAME_MAX_ 8192
 
-enum sink_kind { SINK_FD, SINK_FILE, SINK_DIR, SINK_ARCHIVE };
+enum sink_kind { SINK_FD, SINK_FILE, SINK_DIR, SINK_ARCHIVE, SINK_NULL };
 
 struct stp_sink {
 	enum sink_kind kind;
@@ -47,6 +47,8 @@ struct stp_joiner {
 	/* paths of the segment so far, which must be unique */
 	char **paths;
 	size_t npaths, cap_paths;
+	uint8_t *tmp;             /* frames given in pieces, made whole */
+	size_t tmp_cap;
 	int in_file;
 	char path[STP_MAX_PATH + 1];
 	struct stp_file_info info;
@@ -97,41 +99,6 @@ static int exists(const char *path)
 	struct stat st;
 
 	return lstat(path, &st) == 0;
-}
-
-/* A temporary name in the directory of dest: DIR/.BASE.stp-XXXXXX. */
-static int temp_beside(char *tmp, size_t cap, const char *dest)
-{
-	const char *slash = strrchr(dest, '/');
-	int fd;
-
-	if (slash) {
-		if (fmt(tmp, cap, "%.*s/.%s.stp-XXXXXX", (int)(slash - dest),
-			dest, slash + 1) < 0)
-			return STP_EPATH;
-	} else if (fmt(tmp, cap, ".%s.stp-XXXXXX", dest) < 0) {
-		return STP_EPATH;
-	}
-	fd = mkstemp(tmp);
-	return fd < 0 ? STP_EIO : fd;
-}
-
-/* Moves tmp to dest; without force, never replaces an existing dest. */
-static int place(const char *tmp, const char *dest, int force)
-{
-	if (force)
-		return rename(tmp, dest) < 0 ? STP_EIO : 0;
-	if (renameat2(AT_FDCWD, tmp, AT_FDCWD, dest, RENAME_NOREPLACE) == 0)
-		return 0;
-	if (errno == EEXIST)
-		return STP_EEXIST;
-	if (errno != EINVAL && errno != ENOSYS)
-		return STP_EIO;
-	/* File systems without RENAME_NOREPLACE: link fails if dest exists. */
-	if (link(tmp, dest) < 0)
-		return errno == EEXIST ? STP_EEXIST : STP_EIO;
-	unlink(tmp);
-	return 0;
 }
 
 static int mkdirs(char *path)
@@ -187,7 +154,7 @@ int stp_sink_open(struct stp_sink **out_k, const char *target, int force)
 		return STP_EEXIST;
 	if (is_archive_name(k->target)) {
 		k->kind = SINK_ARCHIVE;
-		k->fd = temp_beside(k->tmp, sizeof k->tmp, k->target);
+		k->fd = stp_temp_create(k->tmp, sizeof k->tmp, k->target);
 		if (k->fd < 0)
 			return k->fd;
 		k->ar = archive_write_new();
@@ -204,6 +171,18 @@ int stp_sink_open(struct stp_sink **out_k, const char *target, int force)
 	return 0;
 }
 
+int stp_sink_open_null(struct stp_sink **out_k)
+{
+	struct stp_sink *k = calloc(1, sizeof *k);
+
+	if (!k)
+		return STP_ENOMEM;
+	k->kind = SINK_NULL;
+	k->fd = -1;
+	*out_k = k;
+	return 0;
+}
+
 static int sink_begin(struct stp_sink *k, const struct stp_file_info *f)
 {
 	char dest[NAME_MAX_];
@@ -217,6 +196,7 @@ static int sink_begin(struct stp_sink *k, const struct stp_file_info *f)
 	k->files++;
 	switch (k->kind) {
 	case SINK_FD:
+	case SINK_NULL:
 		return 0;
 	case SINK_FILE:
 		if (fmt(k->dest, sizeof k->dest, "%s", k->target) < 0)
@@ -241,7 +221,7 @@ static int sink_begin(struct stp_sink *k, const struct stp_file_info *f)
 		archive_entry_clear(k->entry);
 		archive_entry_set_pathname(k->entry, k->path);
 		archive_entry_set_filetype(k->entry, AE_IFREG);
-		archive_entry_set_perm(k->entry, f->mode ? f->mode : 0644);
+		archive_entry_set_perm(k->entry, f->mode ? f->mode & 0777 : 0644);
 		archive_entry_set_mtime(k->entry, f->mtime, 0);
 		if (f->size == STP_SIZE_UNKNOWN) {
 			k->spool = tmpfile();
@@ -251,7 +231,7 @@ static int sink_begin(struct stp_sink *k, const struct stp_file_info *f)
 		return archive_write_header(k->ar, k->entry) == ARCHIVE_OK ?
 			       0 : STP_EIO;
 	}
-	k->fd = temp_beside(k->tmp, sizeof k->tmp, k->dest);
+	k->fd = stp_temp_create(k->tmp, sizeof k->tmp, k->dest);
 	return k->fd < 0 ? k->fd : 0;
 }
 
@@ -270,6 +250,8 @@ static int archive_put(struct archive *ar, const void *p, size_t n)
 
 static int sink_write(struct stp_sink *k, const void *p, size_t n)
 {
+	if (k->kind == SINK_NULL)
+		return 0;
 	if (k->kind != SINK_ARCHIVE)
 		return stp_write_all(k->fd, p, n);
 	if (k->spool)
@@ -325,6 +307,7 @@ static int sink_commit(struct stp_sink *k, uint64_t size)
 
 	switch (k->kind) {
 	case SINK_FD:
+	case SINK_NULL:
 		return 0;
 	case SINK_ARCHIVE:
 		return k->spool ? unspool(k, size) : 0;
@@ -333,7 +316,8 @@ static int sink_commit(struct stp_sink *k, uint64_t size)
 		break;
 	}
 	rc = 0;
-	if (f->mode && fchmod(k->fd, f->mode) < 0)
+	/* Never setuid, setgid or sticky bits from a stream. */
+	if (f->mode && fchmod(k->fd, f->mode & 0777) < 0)
 		rc = STP_EIO;
 	if (f->mtime) {
 		struct timespec ts[2] = { { f->mtime, 0 }, { f->mtime, 0 } };
@@ -357,7 +341,7 @@ static int place_pending(struct stp_sink *k)
 	int rc = 0;
 
 	for (size_t i = 0; i < k->npending && rc == 0; i++) {
-		rc = place(k->pending[i].tmp, k->pending[i].dest, k->force);
+		rc = stp_temp_place(k->pending[i].tmp, k->pending[i].dest, k->force);
 		if (rc == 0)
 			k->pending[i].tmp[0] = '\0';
 	}
@@ -431,6 +415,7 @@ int stp_sink_finish(struct stp_sink *k)
 
 	switch (k->kind) {
 	case SINK_FD:
+	case SINK_NULL:
 		break;
 	case SINK_FILE:
 		rc = k->files == 0 ? STP_EEMPTY : place_pending(k);
@@ -438,7 +423,7 @@ int stp_sink_finish(struct stp_sink *k)
 	case SINK_DIR:
 		rc = place_pending(k);
 		if (rc == 0 && k->new_root) {
-			rc = place(k->root, k->target, 0);
+			rc = stp_temp_place(k->root, k->target, 0);
 			if (rc == 0)
 				k->new_root = 0;
 		}
@@ -450,7 +435,7 @@ int stp_sink_finish(struct stp_sink *k)
 			rc = STP_EIO;
 		k->fd = -1;
 		if (rc == 0)
-			rc = place(k->tmp, k->target, k->force);
+			rc = stp_temp_place(k->tmp, k->target, k->force);
 		if (rc == 0)
 			k->tmp[0] = '\0';
 		break;
@@ -492,6 +477,7 @@ void stp_joiner_free(struct stp_joiner *j)
 		return;
 	forget_paths(j);
 	free(j->paths);
+	free(j->tmp);
 	free(j);
 }
 
@@ -565,14 +551,15 @@ static int join_tensor(struct stp_joiner *j, const struct stp_frame *f)
 	return 0;
 }
 
-static int join_data(struct stp_joiner *j, const struct stp_frame *f)
+/* The n bytes of a DATA frame for file offset off; crc is their CRC-32. */
+static int join_bytes(struct stp_joiner *j, uint64_t off, const uint8_t *data,
+		      size_t n, uint32_t crc)
 {
-	size_t n;
-
-	if (f->len < 9)
+	if (!j->in_file)
+		return STP_EORDER;
+	if (n == 0)
 		return STP_EFRAME;
-	n = f->len - 8;
-	if (stp_get64(f->payload) != j->pos)
+	if (off != j->pos)
 		return STP_EORDER;
 	if (j->pending) {
 		if (n > j->pending || n % j->esize)
@@ -581,10 +568,62 @@ static int join_data(struct stp_joiner *j, const struct stp_frame *f)
 		if (j->pending == 0)
 			fmt(j->where, sizeof j->where, "%s", j->path);
 	}
-	j->crc = stp_crc32_combine(j->crc, f->body_crc, n);
+	j->crc = stp_crc32_combine(j->crc, crc, n);
 	j->pos += n;
 	j->total += n;
-	return sink_write(j->k, f->payload + 8, n);
+	return sink_write(j->k, data, n);
+}
+
+static int join_data(struct stp_joiner *j, const struct stp_frame *f)
+{
+	if (f->len < 9)
+		return STP_EFRAME;
+	return join_bytes(j, stp_get64(f->payload), f->payload + 8, f->len - 8,
+			  f->body_crc);
+}
+
+/* In-process frames: DATA goes straight from its pieces, others are made
+ * contiguous first. */
+static int joiner_out_frame(void *ctx, unsigned type, const struct iovec *v,
+			    int n, const uint32_t *last_crc)
+{
+	struct stp_joiner *j = ctx;
+	struct stp_frame f = { .type = type };
+	size_t len = 0, at = 0;
+
+	if (type == STP_F_DATA && n == 2 && v[0].iov_len == 8) {
+		uint32_t crc = last_crc ? *last_crc :
+				   stp_crc32(0, v[1].iov_base, v[1].iov_len);
+		return join_bytes(j, stp_get64(v[0].iov_base), v[1].iov_base,
+				  v[1].iov_len, crc);
+	}
+	for (int i = 0; i < n; i++)
+		len += v[i].iov_len;
+	if (len > STP_MAX_PAYLOAD)
+		return STP_ETOOBIG;
+	if (len > j->tmp_cap) {
+		uint8_t *p = realloc(j->tmp, len);
+		if (!p)
+			return STP_ENOMEM;
+		j->tmp = p;
+		j->tmp_cap = len;
+	}
+	for (int i = 0; i < n; i++) {
+		memcpy(j->tmp + at, v[i].iov_base, v[i].iov_len);
+		at += v[i].iov_len;
+	}
+	f.payload = j->tmp;
+	f.len = (uint32_t)len;
+	if (len >= 8)
+		f.body_crc = stp_crc32(0, j->tmp + 8, len - 8);
+	return stp_join_frame(j, &f);
+}
+
+struct stp_out stp_joiner_out(struct stp_joiner *j)
+{
+	struct stp_out out = { joiner_out_frame, j };
+
+	return out;
 }
 
 static int join_file_end(struct stp_joiner *j, const struct stp_frame *f)

@@ -18,6 +18,9 @@ struct stp_joiner;
  * existing output is refused (STP_EEXIST). */
 int stp_sink_open(struct stp_sink **out_k, const char *target, int force);
 
+/* A sink that checks everything and keeps nothing (stpipe verify). */
+int stp_sink_open_null(struct stp_sink **out_k);
+
 /* Removes whatever the sink has not committed, then frees it. */
 void stp_sink_abort(struct stp_sink *k);
 
@@ -33,6 +36,9 @@ void stp_joiner_free(struct stp_joiner *j);
 /* Consumes one frame. Skippable frames are ignored; a frame of another
  * type that is not a core type gives STP_EUNDECODED. */
 int stp_join_frame(struct stp_joiner *j, const struct stp_frame *f);
+
+/* An stp_out feeding the joiner, for the end of an in-process pipeline. */
+struct stp_out stp_joiner_out(struct stp_joiner *j);
 
 /* Total file bytes written so far. */
 uint64_t stp_joiner_bytes(const struct stp_joiner *j);

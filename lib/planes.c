@@ -6,14 +6,14 @@
 
 static const struct {
 	const char *name;
-	unsigned width, nplanes;
+	unsigned width, nplanes, expbits;
 } codes[] = {
-	[STP_BF16] = { "BF16", 2, 2 },
-	[STP_F16] = { "F16", 2, 3 },
-	[STP_F32] = { "F32", 4, 4 },
-	[STP_F64] = { "F64", 8, 8 },
-	[STP_E4M3] = { "F8_E4M3", 1, 2 },
-	[STP_E5M2] = { "F8_E5M2", 1, 2 },
+	[STP_BF16] = { "BF16", 2, 2, 8 },
+	[STP_F16] = { "F16", 2, 3, 5 },
+	[STP_F32] = { "F32", 4, 4, 8 },
+	[STP_F64] = { "F64", 8, 8, 8 },
+	[STP_E4M3] = { "F8_E4M3", 1, 2, 4 },
+	[STP_E5M2] = { "F8_E5M2", 1, 2, 5 },
 };
 
 #define NCODES (sizeof codes / sizeof codes[0])
@@ -29,6 +29,11 @@ unsigned stp_float_code(const char *dtype)
 unsigned stp_float_width(unsigned code)
 {
 	return code > 0 && code < NCODES ? codes[code].width : 0;
+}
+
+unsigned stp_float_expbits(unsigned code)
+{
+	return code > 0 && code < NCODES ? codes[code].expbits : 0;
 }
 
 unsigned stp_float_nplanes(unsigned code)

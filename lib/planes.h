@@ -31,6 +31,9 @@ unsigned stp_float_code(const char *dtype);
 unsigned stp_float_width(unsigned code);
 unsigned stp_float_nplanes(unsigned code);
 
+/* Exponent bits of each value that plane 0 holds (8 of F64's 11). */
+unsigned stp_float_expbits(unsigned code);
+
 /* Byte length of plane i for count values. */
 size_t stp_plane_len(unsigned code, unsigned plane, uint32_t count);
 

@@ -362,19 +362,20 @@ static void initial_states(const uint8_t *table, size_t tlen, size_t n,
 
 /* ---- Scalar encoder ---- */
 
+/* Encodes one symbol into state x, writing its renormalisation word
+ * below *pp.  The word is stored whether or not it is taken (only the
+ * pointer move depends on x, so no branch mispredicts): 2 bytes below
+ * *pp must be writable. */
 static uint32_t enc_put(uint32_t x, const struct stp_rans_enc_sym *s,
 			uint8_t **pp)
 {
-	uint32_t q;
+	uint32_t c = x > s->x_max, q;
+	uint8_t *p = *pp - 2;
 
-	if (x > s->x_max) {
-		uint8_t *p = *pp - 2;
-
-		p[0] = (uint8_t)x;
-		p[1] = (uint8_t)(x >> 8);
-		*pp = p;
-		x >>= 16;
-	}
+	p[0] = (uint8_t)x;
+	p[1] = (uint8_t)(x >> 8);
+	*pp -= 2 * c;
+	x >>= 16 * c;
 	q = (uint32_t)(((uint64_t)x * s->rcp) >> 32) >> s->shift;
 	return x + s->bias + q * s->cmpl;
 }
@@ -557,29 +558,31 @@ size_t stp_rans_dec_groups_scalar(struct stp_rans_dec_state *d,
 {
 	const uint32_t *tab = d->tab;
 	const uint8_t *p = d->p;
-	uint32_t mask = (1u << d->pb) - 1;
+	uint32_t mask = (1u << d->pb) - 1, x[STP_RANS_LANES];
 	unsigned pb = d->pb;
 	size_t g;
 	int j;
 
+	/* A local copy: stores to out (bytes) may alias *d, and would make
+	 * the compiler reload every state. */
+	memcpy(x, d->x, sizeof x);
 	for (g = 0; g < ngroups && d->end - p >= STP_RANS_STEP_BYTES; g++) {
 		uint8_t *o = out + g * STP_RANS_LANES;
 
 		for (j = 0; j < STP_RANS_LANES; j++) {
-			uint32_t x = d->x[j], e = tab[x & mask];
+			uint32_t e = tab[x[j] & mask];
+			uint32_t v = (e >> 20) * (x[j] >> pb) + ((e >> 8) & 0xfff);
 			uint32_t w = (uint32_t)p[0] | (uint32_t)p[1] << 8;
-			uint32_t c;
+			/* Whether a lane renormalises is data, not a pattern a
+			 * branch predictor learns: select arithmetically. */
+			uint32_t c = v < STP_RANS_L;
 
 			o[j] = (uint8_t)e;
-			x = (e >> 20) * (x >> pb) + ((e >> 8) & 0xfff);
-			/* Branch-free: whether a lane renormalises is
-			 * data, not a predictable pattern. */
-			c = x < STP_RANS_L;
-			x = c ? x << 16 | w : x;
+			x[j] = v << (16 * c) | (w & (0u - c));
 			p += 2 * c;
-			d->x[j] = x;
 		}
 	}
+	memcpy(d->x, x, sizeof x);
 	d->p = p;
 	return g;
 }

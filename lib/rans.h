@@ -80,7 +80,7 @@ struct stp_rans_dec_state {
 /* Encoder: per-symbol constants of the division-free update
  * x' = x + bias + mulhi32(x, rcp) >> shift * cmpl, valid for x < 2^31. */
 struct stp_rans_enc_sym {
-	uint32_t x_max;		/* renormalise while x >= x_max */
+	uint32_t x_max;		/* renormalise when x > x_max */
 	uint32_t rcp;
 	uint32_t bias;
 	uint16_t cmpl;		/* 2^pb - freq */

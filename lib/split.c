@@ -28,6 +28,7 @@ struct stp_splitter {
 	char where[4096 + 512];
 	char label[8192 + 256];   /* how messages name the current file */
 	int write_failed;         /* then where names the output */
+	uint64_t total;           /* bytes of all files split */
 	stp_progress_fn *progress;
 	void *progress_ctx;
 	/* per file */
@@ -83,6 +84,11 @@ void stp_splitter_set_progress(struct stp_splitter *s, stp_progress_fn *fn,
 	s->progress_ctx = ctx;
 }
 
+uint64_t stp_splitter_bytes(const struct stp_splitter *s)
+{
+	return s->total;
+}
+
 const char *stp_splitter_where(const struct stp_splitter *s)
 {
 	return s->where;
@@ -112,11 +118,10 @@ static void where(struct stp_splitter *s, const struct stp_file_info *f,
 }
 
 /* Writes a frame; a failure is the output's, and messages say so. */
-static int put(struct stp_splitter *s, struct stp_writer *w, unsigned type,
+static int put(struct stp_splitter *s, struct stp_out *w, unsigned type,
 	       const struct iovec *v, int n, const uint32_t *last_crc)
 {
-	int rc = last_crc ? stp_writev_crc(w, type, v, n, *last_crc) :
-			    stp_writev(w, type, v, n);
+	int rc = w->frame(w->ctx, type, v, n, last_crc);
 
 	if (rc < 0) {
 		fmt(s->where, sizeof s->where, "stdout");
@@ -125,7 +130,7 @@ static int put(struct stp_splitter *s, struct stp_writer *w, unsigned type,
 	return rc;
 }
 
-static int put1(struct stp_splitter *s, struct stp_writer *w, unsigned type,
+static int put1(struct stp_splitter *s, struct stp_out *w, unsigned type,
 		const void *p, size_t len)
 {
 	struct iovec v = { (void *)p, len };
@@ -134,7 +139,7 @@ static int put1(struct stp_splitter *s, struct stp_writer *w, unsigned type,
 }
 
 /* One DATA frame for bytes already in memory at the current position. */
-static int emit(struct stp_splitter *s, struct stp_writer *w, const void *p,
+static int emit(struct stp_splitter *s, struct stp_out *w, const void *p,
 		size_t n)
 {
 	uint8_t off[8];
@@ -155,7 +160,7 @@ static int emit(struct stp_splitter *s, struct stp_writer *w, const void *p,
 
 /* Copies n bytes (UINT64_MAX: up to the end of input) from src in DATA
  * frames of at most step bytes. */
-static int copy(struct stp_splitter *s, struct stp_writer *w,
+static int copy(struct stp_splitter *s, struct stp_out *w,
 		struct stp_source *src, uint64_t n, size_t step)
 {
 	while (n > 0) {
@@ -187,7 +192,7 @@ static size_t tensor_step(const struct stp_splitter *s,
 	return s->chunk / t->esize * t->esize;
 }
 
-static int tensor_frame(struct stp_splitter *s, struct stp_writer *w,
+static int tensor_frame(struct stp_splitter *s, struct stp_out *w,
 			const struct stp_st_tensor *t,
 			uint32_t index)
 {
@@ -223,7 +228,7 @@ static int grow_header(struct stp_splitter *s, size_t n)
 
 /* Reads and checks the header, then writes the FILE frame and the header
  * bytes. On success *h holds the parsed tensors. */
-static int split_header(struct stp_splitter *s, struct stp_writer *w,
+static int split_header(struct stp_splitter *s, struct stp_out *w,
 			const struct stp_file_info *f, struct stp_source *src,
 			struct stp_st_header *h)
 {
@@ -293,7 +298,7 @@ static int split_header(struct stp_splitter *s, struct stp_writer *w,
 	return rc < 0 ? rc : 0;
 }
 
-static int split_safetensors(struct stp_splitter *s, struct stp_writer *w,
+static int split_safetensors(struct stp_splitter *s, struct stp_out *w,
 			     const struct stp_file_info *f,
 			     struct stp_source *src, uint32_t *out_tensors)
 {
@@ -321,7 +326,7 @@ static int split_safetensors(struct stp_splitter *s, struct stp_writer *w,
 	return copy(s, w, src, UINT64_MAX, s->chunk);
 }
 
-int stp_split_file(struct stp_splitter *s, struct stp_writer *w,
+int stp_split_file(struct stp_splitter *s, struct stp_out *w,
 		   const struct stp_file_info *f, struct stp_source *src)
 {
 	uint8_t buf[24 + STP_MAX_PATH];
@@ -350,6 +355,7 @@ int stp_split_file(struct stp_splitter *s, struct stp_writer *w,
 	}
 	e.size = s->pos;
 	e.crc = s->crc;
+	s->total += s->pos;
 	stp_file_end_build(&e, end);
 	return put1(s, w, STP_F_FILE_END, end, sizeof end);
 }
@@ -437,7 +443,7 @@ static const char *entry_path(const char *name)
 	return name;
 }
 
-static int split_archive(struct stp_splitter *s, struct stp_writer *w,
+static int split_archive(struct stp_splitter *s, struct stp_out *w,
 			 struct fd_source *fs, const char *label)
 {
 	struct archive *a = archive_read_new();
@@ -496,7 +502,7 @@ static int split_archive(struct stp_splitter *s, struct stp_writer *w,
 }
 
 /* A single input stream: a safetensors file or an archive. */
-static int split_stream(struct stp_splitter *s, struct stp_writer *w, int fd,
+static int split_stream(struct stp_splitter *s, struct stp_out *w, int fd,
 			const char *label, const struct stat *st)
 {
 	struct fd_source fs = { .fd = fd };
@@ -534,7 +540,7 @@ static int by_name(const struct dirent **a, const struct dirent **b)
 	return strcmp((*a)->d_name, (*b)->d_name);
 }
 
-static int split_dir(struct stp_splitter *s, struct stp_writer *w,
+static int split_dir(struct stp_splitter *s, struct stp_out *w,
 		     const char *root, const char *rel, int depth)
 {
 	char dir[8192], path[8192];
@@ -602,7 +608,7 @@ static int split_dir(struct stp_splitter *s, struct stp_writer *w,
 	return rc;
 }
 
-int stp_split_path(struct stp_splitter *s, struct stp_writer *w,
+int stp_split_path(struct stp_splitter *s, struct stp_out *w,
 		   const char *path)
 {
 	struct stat st;

@@ -28,18 +28,22 @@ void stp_splitter_free(struct stp_splitter *s);
 void stp_splitter_set_progress(struct stp_splitter *s, stp_progress_fn *fn,
 			       void *ctx);
 
-/* Writes FILE, the file's frames and FILE_END for one file read from src.
+/* Sends FILE, the file's frames and FILE_END for one file read from src
+ * to w (a writer's stp_out, or the next stage).
  * info->kind says whether to cut it as safetensors. Returns 0 or a
  * negative code; stp_splitter_where() then names the place at fault. */
-int stp_split_file(struct stp_splitter *s, struct stp_writer *w,
+int stp_split_file(struct stp_splitter *s, struct stp_out *w,
 		   const struct stp_file_info *info, struct stp_source *src);
 
 /* Splits what path names: a safetensors file, a folder (every regular file
  * below it, in byte order of their relative paths, *.safetensors cut as
  * safetensors) or an archive that libarchive reads; "-" is standard input
  * (safetensors or archive). Returns 0 or a negative code. */
-int stp_split_path(struct stp_splitter *s, struct stp_writer *w,
+int stp_split_path(struct stp_splitter *s, struct stp_out *w,
 		   const char *path);
+
+/* Bytes read from all inputs so far. */
+uint64_t stp_splitter_bytes(const struct stp_splitter *s);
 
 /* After a failure: "FILE", "FILE: tensor 'NAME'" or similar, never NULL. */
 const char *stp_splitter_where(const struct stp_splitter *s);

@@ -56,6 +56,12 @@ void stp_reader_free(struct stp_reader *r);
  * negative STP_E* code; stp_reader_pos() then gives the offset at fault. */
 int stp_reader_next(struct stp_reader *r, struct stp_frame *out);
 
+/* Moves a reader over a seekable fd to a frame that starts at input
+ * offset off inside a file of a segment (from an index). Frames are then
+ * checked one by one as usual; the totals of that segment's END frame
+ * cannot be and are not. 0 or STP_EIO. */
+int stp_reader_seek(struct stp_reader *r, uint64_t off);
+
 /* Input offset of the frame or header being read when an error occurred. */
 uint64_t stp_reader_pos(const struct stp_reader *r);
 

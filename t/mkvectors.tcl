@@ -358,6 +358,7 @@ proc vec::st_file {path blob tensors} {
 # Good vectors
 
 proc vec::make_good {} {
+    variable ESIZE
     set text "Hello from stpipe.\n"
 
     # A segment with no files.
@@ -430,7 +431,7 @@ proc vec::make_good {} {
     # Every dtype of the spec's table.
     begin; header
     set tensors {}
-    foreach dtype [dict keys [lsort -stride 2 -index 1 -integer -decreasing $vec::ESIZE]] {
+    foreach dtype [dict keys [lsort -stride 2 -index 1 -integer -decreasing $ESIZE]] {
         lappend tensors [list [string tolower $dtype] $dtype {2}]
     }
     st_file dtypes.safetensors [dtypes_st] $tensors

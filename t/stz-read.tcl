@@ -6,7 +6,7 @@
 #
 # Reads the stream in FILE (- for standard input) as the final stage would,
 # checks every rule the spec gives a reader, and prints the listing that
-# the spec's "Test vectors" section defines, one line per frame.  With
+# the spec defines ("Test vectors", "Listing"), one line per frame.  With
 # --extract it also writes the files the stream holds below DIR.
 #
 # The listing and the files appear only when the whole stream is valid.

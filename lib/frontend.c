@@ -1,0 +1,484 @@
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "codec.h"
+#include "error.h"
+#include "frontend.h"
+#include "io.h"
+#include "planes.h"
+#include "rans.h"
+
+int stp_compress(const char *const *paths, int npaths, int out_fd,
+		 unsigned threads, stp_progress_fn *progress, void *ctx,
+		 struct stp_report *rep)
+{
+	struct stp_splitter *s = NULL;
+	struct stp_writer *w = NULL;
+	struct stp_chain *ch = NULL;
+	struct stp_stage st = { 0 };
+	struct stp_out wout, cout;
+	uint64_t pos;
+	int rc;
+
+	rep->where[0] = '\0';
+	rep->file_bytes = 0;
+	if ((rc = stp_splitter_open(&s, 0)) < 0 ||
+	    (rc = stp_writer_open(&w, out_fd)) < 0 ||
+	    (rc = stp_codec_open(&st, STP_OP_SPLIT | STP_OP_CODE, threads)) < 0)
+		goto out;
+	wout = stp_writer_out(w);
+	if ((rc = stp_chain_open(&ch, &st, &wout)) < 0)
+		goto out;
+	cout = stp_chain_out(ch);
+	stp_splitter_set_progress(s, progress, ctx);
+	for (int i = 0; i < npaths && rc == 0; i++)
+		rc = stp_split_path(s, &cout, paths[i]);
+	if (rc == 0)
+		rc = cout.frame(cout.ctx, STP_F_END, NULL, 0, NULL);
+	rep->file_bytes = stp_splitter_bytes(s);
+	if (rc < 0) {
+		/* The splitter names its input; failures after it are the
+		 * coder's (a tensor) or the output's. */
+		const char *at = stp_splitter_where(s);
+		if (strcmp(at, "stdout") == 0 || at[0] == '\0')
+			at = rc == STP_EIO ? "output" : st.where(st.self, &pos);
+		snprintf(rep->where, sizeof rep->where, "%s", at);
+	}
+out:
+	stp_chain_free(ch);
+	if (st.free)
+		st.free(st.self);
+	stp_writer_free(w);
+	stp_splitter_free(s);
+	return rc;
+}
+
+struct progress_out {
+	struct stp_out next;
+	stp_progress_fn *fn;
+	void *ctx;
+	uint64_t done;
+};
+
+static int progress_frame(void *ctx, unsigned type, const struct iovec *v,
+			  int n, const uint32_t *crc)
+{
+	struct progress_out *p = ctx;
+
+	if (type == STP_F_DATA && n == 2) {
+		p->done += v[1].iov_len;
+		if (p->fn)
+			p->fn(p->ctx, p->done, UINT64_MAX);
+	}
+	return p->next.frame(p->next.ctx, type, v, n, crc);
+}
+
+int stp_decompress(int in_fd, struct stp_sink *k, unsigned threads,
+		   stp_progress_fn *progress, void *ctx,
+		   struct stp_report *rep)
+{
+	struct stp_reader *r = NULL;
+	struct stp_joiner *j = NULL;
+	struct stp_stage st = { 0 };
+	struct progress_out po = { .fn = progress, .ctx = ctx };
+	struct stp_out out = { progress_frame, &po };
+	uint64_t pos = 0;
+	int rc, in_stage = 0;
+
+	rep->where[0] = '\0';
+	rep->file_bytes = 0;
+	if ((rc = stp_reader_open(&r, in_fd)) < 0 ||
+	    (rc = stp_joiner_open(&j, k)) < 0 ||
+	    (rc = stp_codec_open(&st, STP_OP_DECODE | STP_OP_MERGE,
+				 threads)) < 0)
+		goto out;
+	po.next = stp_joiner_out(j);
+	rc = stp_run_stage(r, &st, &out, &pos, &in_stage);
+	rep->file_bytes = po.done;
+	if (rc < 0 && in_stage) {
+		/* The joiner knows the file when it failed; else the coder. */
+		const char *at = stp_joiner_where(j);
+		if (!at[0])
+			at = st.where(st.self, &pos);
+		else
+			st.where(st.self, &pos);
+		snprintf(rep->where, sizeof rep->where,
+			 "%s (frame at offset %llu)", at,
+			 (unsigned long long)pos);
+	} else if (rc < 0) {
+		snprintf(rep->where, sizeof rep->where, "offset %llu",
+			 (unsigned long long)pos);
+	}
+out:
+	if (st.free)
+		st.free(st.self);
+	stp_joiner_free(j);
+	stp_reader_free(r);
+	return rc;
+}
+
+/* ---- scanning ---- */
+
+struct scan {
+	stp_tensor_fn *fn;
+	void *ctx;
+	char file[STP_MAX_PATH + 1];
+	struct stp_tensor_info ti;
+	char name[65536];
+	int in_tensor;
+	uint64_t seen;            /* bytes of the tensor seen */
+	uint64_t hist[256];
+	struct stp_tensor_stat t;
+	uint8_t *plane;
+	struct stp_stream_stat *tot;
+};
+
+static double hist_bits(const uint64_t hist[256], uint64_t n)
+{
+	double bits = 0;
+
+	for (int i = 0; i < 256; i++)
+		if (hist[i])
+			bits -= (double)hist[i] *
+				log2((double)hist[i] / (double)n);
+	return bits;
+}
+
+static int finish_tensor(struct scan *sc)
+{
+	int rc = 0;
+
+	if (!sc->in_tensor)
+		return 0;
+	sc->t.exp_h0 = hist_bits(sc->hist, sc->t.nexp);
+	sc->tot->bound += sc->t.exp_bound;
+	if (sc->fn)
+		rc = sc->fn(sc->ctx, &sc->t);
+	sc->in_tensor = 0;
+	return rc;
+}
+
+/* The exponent plane of a PLANES or CODED frame: its histogram, its
+ * chunk's entropy and its coded size. */
+static int scan_planes(struct scan *sc, const struct stp_frame *f)
+{
+	struct stp_planes_hdr h;
+	const uint8_t *p0;
+	int rc = stp_planes_hdr_parse(f->payload, f->len, &h);
+	unsigned code;
+
+	if (rc < 0)
+		return rc;
+	if (h.len[0] > f->len - (size_t)rc)
+		return STP_EFRAME;
+	p0 = f->payload + rc;
+	code = h.dtype;
+	if (f->type == STP_F_CODED) {
+		rc = stp_rans_decode(p0, h.len[0], sc->plane, h.count);
+		if (rc < 0)
+			return rc;
+		p0 = sc->plane;
+	} else if (h.len[0] != h.count) {
+		return STP_EFRAME;
+	}
+	for (uint32_t i = 0; i < h.count; i++)
+		sc->hist[p0[i]]++;
+	sc->t.nexp += h.count;
+	sc->t.exp_coded += h.len[0];
+	sc->t.exp_bound += stp_entropy0_bits(p0, h.count);
+	/* every other bit of the values counts as it is */
+	sc->tot->bound += (double)h.count *
+			  (8.0 * stp_float_width(code) - stp_float_expbits(code));
+	sc->seen += (uint64_t)h.count * stp_float_width(code);
+	return 0;
+}
+
+static int scan_frame(struct scan *sc, const struct stp_frame *f)
+{
+	uint64_t size = f->len + STP_FRAME_OVERHEAD;
+	int rc = 0;
+
+	switch (f->type) {
+	case STP_F_FILE: {
+		struct stp_file_info fi;
+		if ((rc = stp_file_parse(f->payload, f->len, &fi)) < 0)
+			return rc;
+		memcpy(sc->file, fi.path, fi.pathlen);
+		sc->file[fi.pathlen] = '\0';
+		sc->tot->files++;
+		break;
+	}
+	case STP_F_TENSOR:
+		if ((rc = finish_tensor(sc)) < 0)
+			return rc;
+		if ((rc = stp_tensor_parse(f->payload, f->len, &sc->ti)) < 0)
+			return rc;
+		memcpy(sc->name, sc->ti.name, sc->ti.namelen);
+		sc->name[sc->ti.namelen] = '\0';
+		memset(&sc->t, 0, sizeof sc->t);
+		memset(sc->hist, 0, sizeof sc->hist);
+		sc->t.file = sc->file;
+		sc->t.name = sc->name;
+		sc->t.dtype = sc->ti.dtype;
+		sc->t.ndim = sc->ti.ndim;
+		sc->t.shape = sc->ti.shape;
+		sc->t.nbytes = sc->ti.nbytes;
+		sc->t.coded = size;
+		sc->seen = 0;
+		sc->in_tensor = 1;
+		sc->tot->tensors++;
+		return sc->ti.nbytes == 0 ? finish_tensor(sc) : 0;
+	case STP_F_DATA:
+		if (f->len < 9)
+			return STP_EFRAME;
+		sc->tot->bound += 8.0 * (f->len - 8);
+		if (sc->in_tensor) {
+			sc->t.coded += size;
+			sc->seen += f->len - 8;
+		}
+		break;
+	case STP_F_PLANES:
+	case STP_F_CODED:
+		if (!sc->in_tensor)
+			return STP_EFRAME;
+		sc->t.coded += size;
+		if ((rc = scan_planes(sc, f)) < 0)
+			return rc;
+		break;
+	case STP_F_FILE_END: {
+		struct stp_file_end e;
+		if ((rc = finish_tensor(sc)) < 0)
+			return rc;
+		if ((rc = stp_file_end_parse(f->payload, f->len, &e)) < 0)
+			return rc;
+		sc->tot->orig += e.size;
+		break;
+	}
+	}
+	if (sc->in_tensor && sc->seen >= sc->ti.nbytes)
+		return finish_tensor(sc);
+	return 0;
+}
+
+int stp_scan(int fd, stp_tensor_fn *fn, void *ctx, struct stp_stream_stat *out,
+	     struct stp_report *rep)
+{
+	struct stp_reader *r = NULL;
+	struct scan *sc = calloc(1, sizeof *sc);
+	struct stp_frame f;
+	uint64_t end = 0;
+	int rc;
+
+	rep->where[0] = '\0';
+	memset(out, 0, sizeof *out);
+	if (!sc)
+		return STP_ENOMEM;
+	sc->fn = fn;
+	sc->ctx = ctx;
+	sc->tot = out;
+	sc->plane = malloc(STP_MAX_PAYLOAD);
+	if (!sc->plane || (rc = stp_reader_open(&r, fd)) < 0) {
+		rc = STP_ENOMEM;
+		goto out;
+	}
+	while ((rc = stp_reader_next(r, &f)) > 0) {
+		end = f.pos + f.len + STP_FRAME_OVERHEAD;
+		if ((rc = scan_frame(sc, &f)) < 0) {
+			snprintf(rep->where, sizeof rep->where,
+				 "%s%s%.1000s%s (frame at offset %llu)",
+				 sc->file, sc->in_tensor ? ": tensor '" : "",
+				 sc->in_tensor ? sc->name : "",
+				 sc->in_tensor ? "'" : "",
+				 (unsigned long long)f.pos);
+			goto out;
+		}
+	}
+	if (rc < 0)
+		snprintf(rep->where, sizeof rep->where, "offset %llu",
+			 (unsigned long long)stp_reader_pos(r));
+	out->coded = end;
+out:
+	stp_reader_free(r);
+	free(sc->plane);
+	free(sc);
+	return rc;
+}
+
+/* ---- random access ---- */
+
+/* Reads one whole frame at offset off into buf (cap bytes), checking its
+ * CRC; returns its type and sets *len, or a negative code. */
+static int read_frame_at(int fd, uint64_t off, uint8_t *buf, size_t cap,
+			 uint32_t *len)
+{
+	uint8_t h[8];
+	uint32_t n;
+
+	if (pread(fd, h, 8, (off_t)off) != 8)
+		return STP_ETRUNCATED;
+	n = stp_get32(h + 4);
+	if (n > cap || h[1] || stp_get16(h + 2))
+		return STP_EFRAME;
+	if (pread(fd, buf, n + 4, (off_t)off + 8) != (ssize_t)n + 4)
+		return STP_ETRUNCATED;
+	if (stp_crc32(stp_crc32(0, h, 8), buf, n) != stp_get32(buf + n))
+		return STP_ECRC;
+	*len = n;
+	return h[0];
+}
+
+/* Finds the tensor in the index of the last segment; sets *out_off to
+ * its TENSOR frame's input offset. 0, STP_ERANGE (not in the index), or
+ * STP_EUNSUPPORTED (no usable index: scan instead). */
+static int index_lookup(int fd, const char *path, const char *name,
+			uint64_t *out_off)
+{
+	struct stat st;
+	uint8_t end[36], *buf = NULL;
+	uint64_t size, seg, loc;
+	uint32_t len;
+	size_t at = 4, nlen = strlen(name);
+	int rc, in_path = path == NULL;
+	uint32_t count;
+
+	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) ||
+	    (uint64_t)st.st_size < STP_HEADER_SIZE + 36 + 20)
+		return STP_EUNSUPPORTED;
+	size = (uint64_t)st.st_size;
+	if (read_frame_at(fd, size - 36, end, sizeof end, &len) != STP_F_END ||
+	    len != 24 || stp_get64(end + 8) > size - 36)
+		return STP_EUNSUPPORTED;
+	seg = size - 36 - stp_get64(end + 8);
+	if (read_frame_at(fd, size - 56, end, sizeof end, &len) !=
+		    STP_F_INDEX_LOC || len != 8)
+		return STP_EUNSUPPORTED;
+	loc = stp_get64(end);
+	buf = malloc(STP_MAX_PAYLOAD + 4);
+	if (!buf)
+		return STP_ENOMEM;
+	if (loc > size - seg ||
+	    read_frame_at(fd, seg + loc, buf, STP_MAX_PAYLOAD, &len) !=
+		    STP_F_INDEX || len < 4) {
+		free(buf);
+		return STP_EUNSUPPORTED;
+	}
+	count = stp_get32(buf);
+	rc = STP_ERANGE;
+	for (uint32_t i = 0; i < count && at + 12 <= len; i++) {
+		size_t n = stp_get16(buf + at + 2);
+		const char *nm = (const char *)buf + at + 12;
+
+		if (at + 12 + n > len)
+			break;
+		if (buf[at] == 1)
+			in_path = !path || (strlen(path) == n &&
+					    memcmp(path, nm, n) == 0);
+		else if (in_path && n == nlen && memcmp(nm, name, n) == 0) {
+			*out_off = seg + stp_get64(buf + at + 4);
+			rc = 0;
+			break;
+		}
+		at += 12 + n;
+	}
+	free(buf);
+	return rc;
+}
+
+struct extract_out {
+	int fd;
+	uint64_t left;            /* bytes of the tensor still to write */
+	int active;
+};
+
+static int extract_frame(void *ctx, unsigned type, const struct iovec *v,
+			 int n, const uint32_t *crc)
+{
+	struct extract_out *x = ctx;
+
+	(void)crc;
+	if (!x->active || type != STP_F_DATA || n < 1)
+		return 0;
+	for (int i = 0; i < n; i++) {
+		const uint8_t *p = v[i].iov_base;
+		size_t len = v[i].iov_len;
+		int rc;
+
+		if (i == 0) {   /* the 8-byte offset */
+			if (len < 8)
+				return STP_EFRAME;
+			p += 8;
+			len -= 8;
+		}
+		if (len > x->left)
+			return STP_EFRAME;
+		if ((rc = stp_write_all(x->fd, p, len)) < 0)
+			return rc;
+		x->left -= len;
+	}
+	return 0;
+}
+
+int stp_extract(int fd, const char *path, const char *name, int out_fd,
+		struct stp_report *rep)
+{
+	struct stp_reader *r = NULL;
+	struct stp_stage st = { 0 };
+	struct extract_out x = { .fd = out_fd };
+	struct stp_out out = { extract_frame, &x };
+	struct stp_frame f;
+	uint64_t off = 0;
+	char file[STP_MAX_PATH + 1] = "";
+	int rc, seeked;
+
+	snprintf(rep->where, sizeof rep->where, "tensor '%s'", name);
+	rc = index_lookup(fd, path, name, &off);
+	if (rc < 0 && rc != STP_EUNSUPPORTED)
+		return rc;
+	seeked = rc == 0;
+	if ((rc = stp_reader_open(&r, fd)) < 0 ||
+	    (rc = stp_codec_open(&st, STP_OP_DECODE | STP_OP_MERGE, 1)) < 0)
+		goto out;
+	if (seeked && (rc = stp_reader_seek(r, off)) < 0)
+		goto out;
+	for (;;) {
+		int got = stp_reader_next(r, &f);
+
+		if (got <= 0) {
+			rc = got < 0 ? got : STP_ERANGE;
+			break;
+		}
+		if (f.type == STP_F_FILE) {
+			struct stp_file_info fi;
+			if (stp_file_parse(f.payload, f.len, &fi) == 0)
+				snprintf(file, sizeof file, "%.*s",
+					 (int)fi.pathlen, fi.path);
+		} else if (f.type == STP_F_TENSOR) {
+			struct stp_tensor_info t;
+
+			if ((rc = stp_tensor_parse(f.payload, f.len, &t)) < 0)
+				break;
+			if (t.namelen == strlen(name) &&
+			    memcmp(t.name, name, t.namelen) == 0 &&
+			    (!path || seeked || strcmp(path, file) == 0)) {
+				x.active = 1;
+				x.left = t.nbytes;
+			} else if (seeked) {
+				rc = STP_ECORRUPT;   /* the index is wrong */
+				break;
+			}
+		}
+		if ((rc = st.frame(st.self, &f, &out)) < 0)
+			break;
+		if (x.active && x.left == 0)
+			break;
+	}
+out:
+	if (st.free)
+		st.free(st.self);
+	stp_reader_free(r);
+	return rc;
+}

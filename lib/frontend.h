@@ -1,0 +1,71 @@
+/* What the stpipe front end does: the usual pipelines run in one process
+ * (byte-identical to the separate programs), and reading .stz files:
+ * statistics, random access to one tensor through the index. */
+#ifndef STP_FRONTEND_H
+#define STP_FRONTEND_H
+
+#include <stdint.h>
+
+#include "join.h"
+#include "split.h"
+
+/* Where a failure happened: file, tensor, stream offset. */
+struct stp_report {
+	char where[8192];
+	uint64_t file_bytes;        /* file bytes read (compress) or written */
+};
+
+/* st-split PATHS | fp8-exp | rans-enc, to out_fd. */
+int stp_compress(const char *const *paths, int npaths, int out_fd,
+		 unsigned threads, stp_progress_fn *progress, void *ctx,
+		 struct stp_report *rep);
+
+/* rans-dec | fp8-exp -d | st-join, from in_fd into sink k (which the
+ * caller finishes or aborts). */
+int stp_decompress(int in_fd, struct stp_sink *k, unsigned threads,
+		   stp_progress_fn *progress, void *ctx,
+		   struct stp_report *rep);
+
+/* Statistics of one tensor of a coded stream. */
+struct stp_tensor_stat {
+	const char *file;
+	const char *name;
+	const char *dtype;
+	unsigned ndim;
+	const uint64_t *shape;
+	uint64_t nbytes;          /* original bytes */
+	uint64_t coded;           /* stream bytes of its frames */
+	uint64_t nexp;            /* values in its exponent plane (0: none) */
+	uint64_t exp_coded;       /* bytes of its coded exponent bodies */
+	double exp_h0;            /* order-0 entropy of the whole plane, bits */
+	double exp_bound;         /* sum over chunks of n*H0(chunk), bits */
+};
+
+/* Totals of a coded stream beside its tensors. */
+struct stp_stream_stat {
+	uint64_t files;
+	uint64_t tensors;
+	uint64_t orig;            /* bytes of all files */
+	uint64_t coded;           /* bytes of the stream */
+	uint64_t other_orig;      /* file bytes outside float planes */
+	double bound;             /* order-0 bound of the whole stream, bits:
+				   * exponents at n*H0 per chunk, every other
+				   * byte of the files as it is */
+};
+
+typedef int stp_tensor_fn(void *ctx, const struct stp_tensor_stat *t);
+
+/* Reads a whole stream from fd, calling fn once per tensor, and fills
+ * *out. Checks every frame and decodes every exponent plane (to measure
+ * its entropy). */
+int stp_scan(int fd, stp_tensor_fn *fn, void *ctx, struct stp_stream_stat *out,
+	     struct stp_report *rep);
+
+/* Writes the bytes of tensor name (in file path, or the first file holding
+ * it when path is NULL) of the coded stream on fd to out_fd, reading only
+ * that tensor's frames when the stream ends with an index (fd seekable),
+ * or scanning otherwise. STP_ERANGE if there is no such tensor. */
+int stp_extract(int fd, const char *path, const char *name, int out_fd,
+		struct stp_report *rep);
+
+#endif
