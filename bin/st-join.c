@@ -41,8 +41,9 @@ static int join_all(struct stp_reader *r, struct stp_joiner *j,
 	while ((rc = stp_reader_next(r, &f)) > 0) {
 		rc = stp_join_frame(j, &f);
 		if (rc < 0) {
-			snprintf(where, cap, "%s (frame at offset %" PRIu64 ")",
-				 stp_joiner_where(j), f.pos);
+			const char *at = stp_joiner_where(j);
+			snprintf(where, cap, "%s%sframe at offset %" PRIu64,
+				 *at ? at : "stdin", ": ", f.pos);
 			return rc;
 		}
 		cli_progress("join", stp_joiner_bytes(j), 0);

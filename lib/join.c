@@ -415,6 +415,8 @@ int stp_sink_finish(struct stp_sink *k)
 
 	switch (k->kind) {
 	case SINK_FD:
+		rc = k->files == 0 ? STP_EEMPTY : 0;
+		break;
 	case SINK_NULL:
 		break;
 	case SINK_FILE:
@@ -481,12 +483,22 @@ void stp_joiner_free(struct stp_joiner *j)
 	free(j);
 }
 
-/* Records a path of the segment; STP_EPATH if it came before. A linear
- * scan: segments hold files by the thousand at most. */
+/* 1 if a is a folder on the way to b ("x" and "x/y"). */
+static int is_parent(const char *a, const char *b)
+{
+	size_t n = strlen(a);
+
+	return strncmp(a, b, n) == 0 && b[n] == '/';
+}
+
+/* Records a path of the stream; STP_EPATH if it came before or one is a
+ * folder of the other, since both could not be written. A linear scan:
+ * streams hold files by the thousand at most. */
 static int note_path(struct stp_joiner *j, const char *path)
 {
 	for (size_t i = 0; i < j->npaths; i++)
-		if (strcmp(j->paths[i], path) == 0)
+		if (strcmp(j->paths[i], path) == 0 ||
+		    is_parent(j->paths[i], path) || is_parent(path, j->paths[i]))
 			return STP_EPATH;
 	if (j->npaths == j->cap_paths) {
 		size_t cap = j->cap_paths ? 2 * j->cap_paths : 16;
@@ -656,7 +668,6 @@ int stp_join_frame(struct stp_joiner *j, const struct stp_frame *f)
 	case STP_F_FILE_END:
 		return join_file_end(j, f);
 	case STP_F_END:
-		forget_paths(j);
 		return 0;
 	default:
 		if (f->type >= STP_F_SKIP_FIRST && f->type <= STP_F_SKIP_LAST)
