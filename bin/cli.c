@@ -9,7 +9,10 @@
 
 #include <inttypes.h>
 
+#include "../lib/crc32.h"
 #include "../lib/error.h"
+#include "../lib/planes.h"
+#include "../lib/rans.h"
 #include "../lib/stage.h"
 #include "../lib/stream.h"
 #include "../lib/version.h"
@@ -156,4 +159,14 @@ int cli_threads(const char *arg)
 			n = 64;
 	}
 	return (int)n;
+}
+
+int cli_check_impl(void)
+{
+	if (strcmp(stp_rans_impl_name(), "none") == 0 ||
+	    strcmp(stp_planes_impl_name(), "none") == 0 ||
+	    strcmp(stp_crc32_impl_name(), "none") == 0)
+		return cli_usage("STP_IMPL=%s: not a variant this CPU runs "
+				 "(scalar, avx2, avx512)", getenv("STP_IMPL"));
+	return 0;
 }

@@ -37,6 +37,10 @@ struct stp_stage;
  * stage and returns the exit status. */
 int cli_run_stage(struct stp_stage *st);
 
+/* 0 if every coder variant STP_IMPL asks for runs on this CPU; else a
+ * message and EXIT_USAGE. */
+int cli_check_impl(void);
+
 /* Parses a -T argument: a thread count from 1 to 64, or 0 for one per
  * online CPU. Returns the count, or -1 after a usage message. */
 int cli_threads(const char *arg);

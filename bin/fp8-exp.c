@@ -46,6 +46,8 @@ int main(int argc, char **argv)
 	}
 	if (optind < argc)
 		return cli_usage("unexpected argument '%s'", argv[optind]);
+	if (cli_check_impl())
+		return EXIT_USAGE;
 	rc = stp_codec_open(&st, decode ? STP_OP_MERGE : STP_OP_SPLIT,
 			    (unsigned)threads);
 	if (rc < 0)

@@ -1,11 +1,8 @@
 /* rans-enc: the rANS stage (formats/rans.md, formats/planes.md). */
 #include <getopt.h>
 #include <stdio.h>
-#include <string.h>
 
 #include "../lib/codec.h"
-#include "../lib/error.h"
-#include "../lib/rans.h"
 #include "cli.h"
 
 static const char usage[] =
@@ -51,8 +48,8 @@ int main(int argc, char **argv)
 	}
 	if (optind < argc)
 		return cli_usage("unexpected argument '%s'", argv[optind]);
-	if (strcmp(stp_rans_impl_name(), "none") == 0)
-		return cli_fail(STP_EUNSUPPORTED, "STP_IMPL");
+	if (cli_check_impl())
+		return EXIT_USAGE;
 	if ((rc = stp_codec_open(&st, STP_OP_CODE, (unsigned)threads)) < 0)
 		return cli_fail(rc, "");
 	return cli_run_stage(&st);

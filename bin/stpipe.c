@@ -402,6 +402,8 @@ int main(int argc, char **argv)
 		default: return cli_usage("invalid option");
 		}
 	}
+	if (cli_check_impl())
+		return EXIT_USAGE;
 	for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++)
 		if (strcmp(cmd, cmds[i].name) == 0)
 			return cmds[i].run(&o, argv + 1 + optind,

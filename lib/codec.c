@@ -16,6 +16,9 @@
 #include "rans.h"
 
 #define MAX_OUT_FRAMES 4          /* PLANES frames one DATA frame may give */
+/* Fewer values than this stay DATA: planes would cost more in headers and
+ * tables than they could save (formats/planes.md). */
+#define STP_MIN_SPLIT 64
 #define MAX_THREADS 64
 #define WHERE_MAX (STP_MAX_PATH + 700)
 
@@ -105,7 +108,7 @@ static int split_data(struct job *j, const uint8_t *payload, uint32_t len,
 	uint64_t off = stp_get64(payload), n = len - 8;
 	const uint8_t *data = payload + 8;
 	size_t at = 0;
-	int k = 0;
+	int k = 0, rc;
 
 	while (n > 0) {
 		uint64_t count = n / width;
@@ -122,6 +125,7 @@ static int split_data(struct job *j, const uint8_t *payload, uint32_t len,
 		h.dtype = j->code;
 		h.rowlen = j->rowlen;
 		h.column = (off - j->start) / width % j->rowlen;
+		h.layout = STP_LAYOUT_PLANES;
 		stp_planes_lengths(&h);
 		piece[k].type = STP_F_PLANES;
 		piece[k].hdr_off = at;
@@ -133,7 +137,8 @@ static int split_data(struct job *j, const uint8_t *payload, uint32_t len,
 			plane[i] = dst + at;
 			at += h.len[i];
 		}
-		stp_planes_split(j->code, data, h.count, plane);
+		if ((rc = stp_planes_split(j->code, data, h.count, plane)) < 0)
+			return rc;
 		piece[k].body_off = body;
 		piece[k].body_len = at - body;
 		k++;
@@ -155,36 +160,86 @@ static size_t coded_bound(const struct stp_planes_hdr *h)
 	return n;
 }
 
-/* PLANES payload p -> CODED frame at out (room: coded_bound). */
-static int code_planes(const uint8_t *p, size_t len, uint8_t *out,
-		       struct piece *pc)
+/* Checks a PLANES payload: header, layout and plane lengths. Returns the
+ * header size or a negative code. */
+static int check_planes(const uint8_t *p, size_t len, struct stp_planes_hdr *h)
 {
-	struct stp_planes_hdr h;
-	size_t at, src;
-	int rc = stp_planes_hdr_parse(p, len, &h);
+	int rc = stp_planes_hdr_parse(p, len, h);
+	size_t at;
 
 	if (rc < 0)
 		return rc;
-	src = (size_t)rc;
-	for (unsigned i = 0; i < h.nplanes; i++) {
-		if (h.len[i] > len - src)
+	if (h->layout != STP_LAYOUT_PLANES)
+		return STP_ERESERVED;
+	at = (size_t)rc;
+	for (unsigned i = 0; i < h->nplanes; i++) {
+		if (h->len[i] != stp_plane_len(h->dtype, i, h->count) ||
+		    h->len[i] > len - at)
 			return STP_EFRAME;
-		src += h.len[i];
+		at += h->len[i];
 	}
-	if (src != len)
-		return STP_EFRAME;
-	src = stp_planes_hdr_size(&h);
-	at = src;
-	for (unsigned i = 0; i < h.nplanes; i++) {
-		size_t clen;
+	return at == len ? rc : STP_EFRAME;
+}
 
-		rc = stp_rans_encode(p + src, h.len[i], out + at,
-				     stp_rans_bound(h.len[i]), &clen);
+/* Estimated bits of n symbols coded order-0 (their entropy). */
+static double cost0(const uint8_t *p, size_t n)
+{
+	return stp_entropy0_bits(p, n);
+}
+
+/* For 1-byte dtypes the whole value can be coded as one symbol, which
+ * catches what the exponent says about the mantissa; chosen when its
+ * entropy beats the planes' by more than a table. */
+static int joint_pays(const struct stp_planes_hdr *h, const uint8_t *planes,
+		      const uint8_t *values)
+{
+	if (stp_float_width(h->dtype) != 1)
+		return 0;
+	return cost0(values, h->count) + 8 * 64 <
+	       cost0(planes, h->len[0]) + cost0(planes + h->len[0], h->len[1]);
+}
+
+/* PLANES payload p -> CODED frame at out (room: coded_bound). values are
+ * the chunk's original bytes when the caller has them, else NULL and tmp
+ * (room for the values) is used to rebuild them for 1-byte dtypes. */
+static int code_planes(const uint8_t *p, size_t len, uint8_t *out,
+		       struct piece *pc, const uint8_t *values, uint8_t *tmp)
+{
+	struct stp_planes_hdr h;
+	const uint8_t *src;
+	size_t at, clen;
+	int rc = check_planes(p, len, &h);
+
+	if (rc < 0)
+		return rc;
+	src = p + rc;
+	at = stp_planes_hdr_size(&h);
+	if (stp_float_width(h.dtype) == 1 && !values) {
+		const uint8_t *plane[2] = { src, src + h.len[0] };
+		if ((rc = stp_planes_merge(h.dtype, plane, h.count, tmp)) < 0)
+			return rc;
+		values = tmp;
+	}
+	if (values && joint_pays(&h, src, values)) {
+		rc = stp_rans_encode(values, h.count, out + at,
+				     stp_rans_bound(h.count), &clen);
 		if (rc < 0)
 			return rc;
-		src += h.len[i];
-		h.len[i] = (uint32_t)clen;
+		h.layout = STP_LAYOUT_JOINT;
+		h.len[0] = (uint32_t)clen;
+		for (unsigned i = 1; i < h.nplanes; i++)
+			h.len[i] = 0;
 		at += clen;
+	} else {
+		for (unsigned i = 0; i < h.nplanes; i++) {
+			rc = stp_rans_encode(src, h.len[i], out + at,
+					     stp_rans_bound(h.len[i]), &clen);
+			if (rc < 0)
+				return rc;
+			src += h.len[i];
+			h.len[i] = (uint32_t)clen;
+			at += clen;
+		}
 	}
 	if (at > STP_MAX_PAYLOAD)
 		return STP_ETOOBIG;
@@ -197,38 +252,151 @@ static int code_planes(const uint8_t *p, size_t len, uint8_t *out,
 	return 0;
 }
 
-/* CODED payload p -> PLANES frame at out (room: STP_MAX_PAYLOAD). */
-static int decode_coded(const uint8_t *p, size_t len, uint8_t *out,
-			struct piece *pc)
+/* Checks a CODED header and its layout; on success *body is the offset of
+ * the first coded body. */
+static int check_coded(const uint8_t *p, size_t len, struct stp_planes_hdr *h,
+		       size_t *body)
 {
-	struct stp_planes_hdr h, want;
-	size_t src, at;
-	int rc = stp_planes_hdr_parse(p, len, &h);
+	int rc = stp_planes_hdr_parse(p, len, h);
+	size_t at;
 
 	if (rc < 0)
 		return rc;
-	src = (size_t)rc;
+	at = (size_t)rc;
+	if (h->layout == STP_LAYOUT_JOINT) {
+		if (stp_float_width(h->dtype) != 1)
+			return STP_EFRAME;
+		for (unsigned i = 1; i < h->nplanes; i++)
+			if (h->len[i] != 0)
+				return STP_EFRAME;
+	} else if (h->layout != STP_LAYOUT_PLANES) {
+		return STP_ERESERVED;
+	}
+	for (unsigned i = 0; i < h->nplanes; i++) {
+		if (h->len[i] > len - at)
+			return STP_ECORRUPT;
+		at += h->len[i];
+	}
+	if (at != len)
+		return STP_ECORRUPT;
+	*body = (size_t)rc;
+	return 0;
+}
+
+/* CODED payload p -> PLANES frame at out (room: STP_MAX_PAYLOAD); tmp
+ * holds the values of a joint layout (room: STP_MAX_PAYLOAD). */
+static int decode_coded(const uint8_t *p, size_t len, uint8_t *out,
+			struct piece *pc, uint8_t *tmp)
+{
+	struct stp_planes_hdr h, want;
+	size_t src, at;
+	int rc = check_coded(p, len, &h, &src);
+
+	if (rc < 0)
+		return rc;
 	want = h;
+	want.layout = STP_LAYOUT_PLANES;
 	stp_planes_lengths(&want);
 	at = stp_planes_hdr_size(&want);
-	for (unsigned i = 0; i < h.nplanes; i++) {
-		if (h.len[i] > len - src ||
-		    want.len[i] > STP_MAX_PAYLOAD - at)
+	for (unsigned i = 0; i < want.nplanes; i++)
+		if (want.len[i] > STP_MAX_PAYLOAD - at - (i ? want.len[0] : 0))
 			return STP_ECORRUPT;
-		rc = stp_rans_decode(p + src, h.len[i], out + at, want.len[i]);
+	if (h.layout == STP_LAYOUT_JOINT) {
+		uint8_t *plane[2] = { out + at, out + at + want.len[0] };
+
+		if (h.count > STP_MAX_PAYLOAD)
+			return STP_ECORRUPT;
+		rc = stp_rans_decode(p + src, h.len[0], tmp, h.count);
 		if (rc < 0)
 			return rc;
-		src += h.len[i];
-		at += want.len[i];
+		if ((rc = stp_planes_split(h.dtype, tmp, h.count, plane)) < 0)
+			return rc;
+		at += want.len[0] + want.len[1];
+	} else {
+		for (unsigned i = 0; i < h.nplanes; i++) {
+			rc = stp_rans_decode(p + src, h.len[i], out + at,
+					     want.len[i]);
+			if (rc < 0)
+				return rc;
+			src += h.len[i];
+			at += want.len[i];
+		}
 	}
-	if (src != len)
-		return STP_ECORRUPT;
 	stp_planes_hdr_build(&want, out);
 	pc->type = STP_F_PLANES;
 	pc->hdr_off = 0;
 	pc->hdr_len = stp_planes_hdr_size(&want);
 	pc->body_off = pc->hdr_len;
 	pc->body_len = at - pc->hdr_len;
+	return 0;
+}
+
+/* A CODED frame of joint layout straight to a DATA frame: the decoded
+ * symbols are the values. */
+static int decode_joint_data(const uint8_t *p, size_t len, uint8_t *out,
+			     struct piece *pc)
+{
+	struct stp_planes_hdr h;
+	size_t src;
+	int rc = check_coded(p, len, &h, &src);
+
+	if (rc < 0)
+		return rc;
+	if (h.count > STP_MAX_PAYLOAD - 8)
+		return STP_ECORRUPT;
+	if ((rc = stp_rans_decode(p + src, h.len[0], out + 8, h.count)) < 0)
+		return rc;
+	stp_put64(out, h.offset);
+	pc->type = STP_F_DATA;
+	pc->hdr_off = 0;
+	pc->hdr_len = 8;
+	pc->body_off = 8;
+	pc->body_len = h.count;
+	return 0;
+}
+
+/* DATA payload -> CODED_DATA (offset, n, body) when that is smaller;
+ * returns 1 if the frame should pass unchanged. */
+static int code_data(const uint8_t *p, size_t len, uint8_t *out,
+		     struct piece *pc)
+{
+	size_t n = len - 8, clen;
+	int rc = stp_rans_encode(p + 8, n, out + 12, stp_rans_bound(n), &clen);
+
+	if (rc < 0)
+		return rc;
+	if (clen + 4 >= n)
+		return 1;
+	memcpy(out, p, 8);
+	stp_put32(out + 8, (uint32_t)n);
+	pc->type = STP_F_CODED_DATA;
+	pc->hdr_off = 0;
+	pc->hdr_len = 12;
+	pc->body_off = 12;
+	pc->body_len = clen;
+	return 0;
+}
+
+/* CODED_DATA payload -> DATA. */
+static int decode_data(const uint8_t *p, size_t len, uint8_t *out,
+		       struct piece *pc)
+{
+	uint32_t n;
+	int rc;
+
+	if (len < 13)
+		return STP_EFRAME;
+	n = stp_get32(p + 8);
+	if (n == 0 || n > STP_MAX_PAYLOAD - 8)
+		return STP_EFRAME;
+	if ((rc = stp_rans_decode(p + 12, len - 12, out + 8, n)) < 0)
+		return rc;
+	memcpy(out, p, 8);
+	pc->type = STP_F_DATA;
+	pc->hdr_off = 0;
+	pc->hdr_len = 8;
+	pc->body_off = 8;
+	pc->body_len = n;
 	return 0;
 }
 
@@ -240,21 +408,18 @@ static int merge_planes(const uint8_t *p, size_t len, uint8_t *out,
 	struct stp_planes_hdr h;
 	const uint8_t *plane[STP_MAX_PLANES];
 	size_t at;
-	int rc = stp_planes_hdr_parse(p, len, &h);
+	int rc = check_planes(p, len, &h);
 	uint64_t n;
 
 	if (rc < 0)
 		return rc;
 	at = (size_t)rc;
 	for (unsigned i = 0; i < h.nplanes; i++) {
-		if (h.len[i] != stp_plane_len(h.dtype, i, h.count) ||
-		    h.len[i] > len - at)
-			return STP_EFRAME;
 		plane[i] = p + at;
 		at += h.len[i];
 	}
 	n = (uint64_t)h.count * stp_float_width(h.dtype);
-	if (at != len || n > STP_MAX_PAYLOAD - 8)
+	if (n > STP_MAX_PAYLOAD - 8)
 		return STP_EFRAME;
 	stp_put64(out, h.offset);
 	if ((rc = stp_planes_merge(h.dtype, plane, h.count, out + 8)) < 0)
@@ -270,9 +435,24 @@ static int merge_planes(const uint8_t *p, size_t len, uint8_t *out,
 static int run_job(struct job *j, uint8_t *scratch)
 {
 	struct piece tmp[MAX_OUT_FRAMES];
+	struct stp_planes_hdr h;
+	size_t body;
 	int rc = 0, k;
 
 	j->npieces = 1;
+	if (j->type == STP_F_DATA && j->op == STP_OP_CODE) {
+		/* rans-enc on bytes that are not float planes */
+		rc = code_data(j->src, j->in_len, j->out, j->piece);
+		if (rc == 1) {
+			j->op = 0;    /* coding does not pay: pass on */
+			return 0;
+		}
+		goto crc;
+	}
+	if (j->type == STP_F_CODED_DATA) {
+		rc = decode_data(j->src, j->in_len, j->out, j->piece);
+		goto crc;
+	}
 	switch (j->op) {
 	case STP_OP_SPLIT:
 		rc = split_data(j, j->src, j->in_len, j->out, j->piece,
@@ -281,35 +461,47 @@ static int run_job(struct job *j, uint8_t *scratch)
 	case STP_OP_SPLIT | STP_OP_CODE:
 		rc = split_data(j, j->src, j->in_len, scratch, tmp, &k);
 		j->npieces = k;
-		for (int i = 0, at = 0; rc == 0 && i < k; i++) {
-			struct stp_planes_hdr h;
+		for (size_t i = 0, at = 0; rc == 0 && i < (size_t)k; i++) {
 			const uint8_t *pl = scratch + tmp[i].hdr_off;
 			size_t plen = tmp[i].hdr_len + tmp[i].body_len;
 
 			stp_planes_hdr_parse(pl, plen, &h);
-			rc = code_planes(pl, plen, j->out + at, &j->piece[i]);
-			j->piece[i].hdr_off += (size_t)at;
-			j->piece[i].body_off += (size_t)at;
-			at += (int)coded_bound(&h);
+			rc = code_planes(pl, plen, j->out + at, &j->piece[i],
+					 j->src + 8 + (h.offset -
+						       stp_get64(j->src)),
+					 NULL);
+			j->piece[i].hdr_off += at;
+			j->piece[i].body_off += at;
+			at += coded_bound(&h);
 		}
 		break;
 	case STP_OP_CODE:
-		rc = code_planes(j->src, j->in_len, j->out, j->piece);
+		rc = code_planes(j->src, j->in_len, j->out, j->piece, NULL,
+				 scratch);
 		break;
 	case STP_OP_DECODE:
-		rc = decode_coded(j->src, j->in_len, j->out, j->piece);
+		rc = decode_coded(j->src, j->in_len, j->out, j->piece, scratch);
 		break;
 	case STP_OP_MERGE:
 		rc = merge_planes(j->src, j->in_len, j->out, j->piece);
 		break;
 	case STP_OP_DECODE | STP_OP_MERGE:
-		rc = decode_coded(j->src, j->in_len, scratch, tmp);
+		rc = check_coded(j->src, j->in_len, &h, &body);
+		if (rc == 0 && h.layout == STP_LAYOUT_JOINT) {
+			rc = decode_joint_data(j->src, j->in_len, j->out,
+					       j->piece);
+			break;
+		}
+		if (rc == 0)
+			rc = decode_coded(j->src, j->in_len, scratch, tmp,
+					  NULL);
 		if (rc == 0)
 			rc = merge_planes(scratch, tmp[0].hdr_len +
 						   tmp[0].body_len,
 					  j->out, j->piece);
 		break;
 	}
+crc:
 	for (int i = 0; rc == 0 && i < j->npieces; i++)
 		j->piece[i].body_crc = stp_crc32(0, j->out + j->piece[i].body_off,
 						 j->piece[i].body_len);
@@ -359,7 +551,7 @@ static int add_index(struct codec *c, uint8_t kind, const char *name,
 	e->kind = kind;
 	e->offset = c->seg_bytes;
 	c->nindex++;
-	c->index_bytes += 12 + namelen;
+	c->index_bytes += 22 + namelen;   /* the most write_index uses */
 	return 0;
 }
 
@@ -484,6 +676,8 @@ static size_t out_need(const struct codec *c, const struct job *j)
 	struct stp_planes_hdr h = { .dtype = j->code };
 	size_t n;
 
+	if (j->type == STP_F_DATA && j->op == STP_OP_CODE)
+		return 12 + stp_rans_bound(j->in_len - 8);
 	switch (j->op) {
 	case STP_OP_SPLIT | STP_OP_CODE:
 		/* at most MAX_OUT_FRAMES PLANES of max_values() values */
@@ -602,6 +796,8 @@ static int on_planes(struct codec *c, const struct stp_frame *f)
 
 	if (rc < 0)
 		return rc;
+	if (f->type == STP_F_PLANES && h.layout != STP_LAYOUT_PLANES)
+		return STP_ERESERVED;
 	width = stp_float_width(h.dtype);
 	if (!c->pending || h.dtype != c->code || h.offset < c->start ||
 	    h.rowlen != c->rowlen ||
@@ -610,11 +806,26 @@ static int on_planes(struct codec *c, const struct stp_frame *f)
 	return consume(c, (uint64_t)h.count * width);
 }
 
+static size_t put_varint(uint8_t *p, uint64_t v)
+{
+	size_t n = 0;
+
+	do {
+		p[n++] = (uint8_t)((v & 0x7F) | (v > 0x7F ? 0x80 : 0));
+		v >>= 7;
+	} while (v);
+	return n;
+}
+
+/* The index (formats/planes.md): names front-coded against the previous
+ * entry, offsets as deltas, both small for the names of real models. */
 static int write_index(struct codec *c, struct stp_out *out)
 {
 	uint8_t loc[8], *buf;
 	size_t at = 4;
-	uint64_t index_at = c->seg_bytes;
+	uint64_t index_at = c->seg_bytes, prev_off = 0;
+	const char *prev = "";
+	size_t prev_len = 0;
 	struct iovec v;
 	int rc;
 
@@ -627,12 +838,20 @@ static int write_index(struct codec *c, struct stp_out *out)
 	stp_put32(buf, (uint32_t)c->nindex);
 	for (size_t i = 0; i < c->nindex; i++) {
 		const struct index_entry *e = &c->index[i];
-		buf[at] = e->kind;
-		buf[at + 1] = 0;
-		stp_put16(buf + at + 2, (uint16_t)e->namelen);
-		stp_put64(buf + at + 4, e->offset);
-		memcpy(buf + at + 12, e->name, e->namelen);
-		at += 12 + e->namelen;
+		size_t shared = 0;
+
+		while (shared < 255 && shared < prev_len &&
+		       shared < e->namelen && prev[shared] == e->name[shared])
+			shared++;
+		buf[at++] = e->kind;
+		buf[at++] = (uint8_t)shared;
+		at += put_varint(buf + at, e->namelen - shared);
+		at += put_varint(buf + at, e->offset - prev_off);
+		memcpy(buf + at, e->name + shared, e->namelen - shared);
+		at += e->namelen - shared;
+		prev = e->name;
+		prev_len = e->namelen;
+		prev_off = e->offset;
 	}
 	v.iov_base = buf;
 	v.iov_len = at;
@@ -683,10 +902,21 @@ static int codec_frame(void *self, const struct stp_frame *f,
 		if (f->len < 9)
 			return STP_EFRAME;
 		if ((c->ops & STP_OP_SPLIT) && c->pending && c->code &&
-		    (f->len - 8) % stp_float_width(c->code) == 0)
+		    (f->len - 8) % stp_float_width(c->code) == 0 &&
+		    (f->len - 8) / stp_float_width(c->code) >= STP_MIN_SPLIT)
 			op = c->ops;
+		else if (c->ops & STP_OP_CODE)
+			op = STP_OP_CODE;   /* bytes coded as they are */
 		if (c->pending)
 			rc = consume(c, f->len - 8);
+		break;
+	case STP_F_CODED_DATA:
+		if (f->len < 12)
+			return STP_EFRAME;
+		if (c->ops & STP_OP_DECODE)
+			op = c->ops;
+		if (c->pending)
+			rc = consume(c, stp_get32(f->payload + 8));
 		break;
 	case STP_F_PLANES:
 		if (c->ops & (STP_OP_CODE | STP_OP_MERGE))

@@ -177,7 +177,21 @@ static int scan_planes(struct scan *sc, const struct stp_frame *f)
 		return STP_EFRAME;
 	p0 = f->payload + rc;
 	code = h.dtype;
-	if (f->type == STP_F_CODED) {
+	if (f->type == STP_F_CODED && h.layout == STP_LAYOUT_JOINT) {
+		/* whole values: their exponents are what the plane would be */
+		uint8_t *plane[2] = { sc->plane, sc->plane + h.count };
+		if (h.count > STP_MAX_PAYLOAD / 3 || stp_float_width(code) != 1)
+			return STP_ECORRUPT;
+		rc = stp_rans_decode(p0, h.len[0], sc->plane + 2 * h.count,
+				     h.count);
+		if (rc < 0)
+			return rc;
+		rc = stp_planes_split(code, sc->plane + 2 * h.count, h.count,
+				      plane);
+		if (rc < 0)
+			return rc;
+		p0 = sc->plane;
+	} else if (f->type == STP_F_CODED) {
 		rc = stp_rans_decode(p0, h.len[0], sc->plane, h.count);
 		if (rc < 0)
 			return rc;
@@ -233,14 +247,19 @@ static int scan_frame(struct scan *sc, const struct stp_frame *f)
 		sc->tot->tensors++;
 		return sc->ti.nbytes == 0 ? finish_tensor(sc) : 0;
 	case STP_F_DATA:
-		if (f->len < 9)
+	case STP_F_CODED_DATA: {
+		uint64_t n = f->len < 12 ? 0 :
+			     f->type == STP_F_DATA ? f->len - 8 :
+						     stp_get32(f->payload + 8);
+		if (n == 0)
 			return STP_EFRAME;
-		sc->tot->bound += 8.0 * (f->len - 8);
+		sc->tot->bound += 8.0 * (double)n;
 		if (sc->in_tensor) {
 			sc->t.coded += size;
-			sc->seen += f->len - 8;
+			sc->seen += n;
 		}
 		break;
+	}
 	case STP_F_PLANES:
 	case STP_F_CODED:
 		if (!sc->in_tensor)
@@ -331,6 +350,27 @@ static int read_frame_at(int fd, uint64_t off, uint8_t *buf, size_t cap,
 	return h[0];
 }
 
+/* Reads a LEB128 number from buf[*at..len). 0 or STP_EFRAME. */
+static int get_varint(const uint8_t *buf, size_t len, size_t *at,
+		      uint64_t *out)
+{
+	uint64_t v = 0;
+
+	for (unsigned shift = 0; shift < 64; shift += 7) {
+		uint8_t b;
+
+		if (*at >= len)
+			return STP_EFRAME;
+		b = buf[(*at)++];
+		v |= (uint64_t)(b & 0x7F) << shift;
+		if (!(b & 0x80)) {
+			*out = v;
+			return 0;
+		}
+	}
+	return STP_EFRAME;
+}
+
 /* Finds the tensor in the index of the last segment; sets *out_off to
  * its TENSOR frame's input offset. 0, STP_ERANGE (not in the index), or
  * STP_EUNSUPPORTED (no usable index: scan instead). */
@@ -341,9 +381,12 @@ static int index_lookup(int fd, const char *path, const char *name,
 	uint8_t end[36], *buf = NULL;
 	uint64_t size, seg, loc;
 	uint32_t len;
-	size_t at = 4, nlen = strlen(name);
+	size_t at = 4, nlen = strlen(name), namelen = 0;
 	int rc, in_path = path == NULL;
 	uint32_t count;
+	uint64_t off = 0;
+	uint8_t kind;
+	static __thread char entry[65536 + 256];
 
 	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) ||
 	    (uint64_t)st.st_size < STP_HEADER_SIZE + 36 + 20)
@@ -368,21 +411,33 @@ static int index_lookup(int fd, const char *path, const char *name,
 	}
 	count = stp_get32(buf);
 	rc = STP_ERANGE;
-	for (uint32_t i = 0; i < count && at + 12 <= len; i++) {
-		size_t n = stp_get16(buf + at + 2);
-		const char *nm = (const char *)buf + at + 12;
+	for (uint32_t i = 0; i < count; i++) {
+		uint64_t suffix, delta;
+		size_t shared;
 
-		if (at + 12 + n > len)
+		if (at + 2 > len)
 			break;
-		if (buf[at] == 1)
-			in_path = !path || (strlen(path) == n &&
-					    memcmp(path, nm, n) == 0);
-		else if (in_path && n == nlen && memcmp(nm, name, n) == 0) {
-			*out_off = seg + stp_get64(buf + at + 4);
-			rc = 0;
+		kind = buf[at];
+		shared = buf[at + 1];
+		at += 2;
+		if (get_varint(buf, len, &at, &suffix) < 0 ||
+		    get_varint(buf, len, &at, &delta) < 0 ||
+		    shared > namelen || suffix > len - at ||
+		    shared + suffix > sizeof entry)
+			break;
+		memcpy(entry + shared, buf + at, suffix);
+		namelen = shared + (size_t)suffix;
+		at += suffix;
+		off += delta;
+		if (kind == 1)
+			in_path = !path || (strlen(path) == namelen &&
+					    memcmp(path, entry, namelen) == 0);
+		else if (in_path && namelen == nlen &&
+			 memcmp(entry, name, nlen) == 0) {
+			*out_off = seg + off;
+			rc = off < size - seg ? 0 : STP_EUNSUPPORTED;
 			break;
 		}
-		at += 12 + n;
 	}
 	free(buf);
 	return rc;

@@ -1,6 +1,10 @@
+/* Floats split into planes and merged back (formats/planes.md): the
+ * headers, the scalar reference loops, and the dispatcher that hands the
+ * bulk of a frame to the fastest variant and its tail to the reference. */
 #include <string.h>
 
 #include "error.h"
+#include "impl.h"
 #include "planes.h"
 #include "stream.h"
 
@@ -69,7 +73,7 @@ void stp_planes_hdr_build(const struct stp_planes_hdr *h, uint8_t *buf)
 	stp_put32(buf + 8, h->count);
 	buf[12] = (uint8_t)h->dtype;
 	buf[13] = (uint8_t)h->nplanes;
-	stp_put16(buf + 14, 0);
+	stp_put16(buf + 14, (uint16_t)h->layout);
 	stp_put64(buf + 16, h->rowlen);
 	stp_put64(buf + 24, h->column);
 	for (unsigned i = 0; i < h->nplanes; i++)
@@ -89,8 +93,7 @@ int stp_planes_hdr_parse(const uint8_t *p, size_t len,
 	out->nplanes = p[13];
 	out->rowlen = stp_get64(p + 16);
 	out->column = stp_get64(p + 24);
-	if (stp_get16(p + 14) != 0)
-		return STP_ERESERVED;
+	out->layout = stp_get16(p + 14);
 	if (out->count == 0 || stp_float_nplanes(out->dtype) == 0 ||
 	    out->nplanes != stp_float_nplanes(out->dtype) ||
 	    out->rowlen == 0 || out->column >= out->rowlen)
@@ -103,8 +106,11 @@ int stp_planes_hdr_parse(const uint8_t *p, size_t len,
 	return (int)size;
 }
 
-/* The splitting and merging loops are written per dtype so that the
- * compiler can vectorise each one. */
+/* ---- The scalar reference ---- */
+
+/* The loops are written per dtype, one value (or pair of FP8 values) at a
+ * time, as the layout table reads; planes_avx2.c and planes_avx512.c must
+ * give the same bytes. */
 
 static void split_bf16(const uint8_t *d, uint32_t n, uint8_t *e, uint8_t *sm)
 {
@@ -234,29 +240,121 @@ static int merge_fp8(const uint8_t *e, const uint8_t *nib, uint32_t n,
 	return bad ? STP_EFRAME : 0;
 }
 
-void stp_planes_split(unsigned code, const uint8_t *data, uint32_t count,
-		      uint8_t *const plane[])
+/* Splits (merges) values from .. count-1 with the loops above, from being
+ * even: the part a variant leaves. */
+static void split_from(unsigned code, const uint8_t *data, uint32_t count,
+		       uint8_t *const plane[], uint32_t from)
 {
+	uint8_t *p[STP_MAX_PLANES];
+	uint32_t n = count - from;
+
+	if (n == 0)
+		return;
+	for (unsigned i = 0; i < stp_float_nplanes(code); i++)
+		p[i] = plane[i] + (is_nibbles(code, i) ? from / 2 : from);
+	data += (size_t)from * stp_float_width(code);
 	switch (code) {
-	case STP_BF16: split_bf16(data, count, plane[0], plane[1]); break;
-	case STP_F16: split_f16(data, count, plane); break;
-	case STP_F32: split_f32(data, count, plane); break;
-	case STP_F64: split_f64(data, count, plane); break;
-	case STP_E4M3: split_fp8(data, count, 3, plane[0], plane[1]); break;
-	case STP_E5M2: split_fp8(data, count, 2, plane[0], plane[1]); break;
+	case STP_BF16: split_bf16(data, n, p[0], p[1]); break;
+	case STP_F16: split_f16(data, n, p); break;
+	case STP_F32: split_f32(data, n, p); break;
+	case STP_F64: split_f64(data, n, p); break;
+	case STP_E4M3: split_fp8(data, n, 3, p[0], p[1]); break;
+	case STP_E5M2: split_fp8(data, n, 2, p[0], p[1]); break;
 	}
+}
+
+static int merge_from(unsigned code, const uint8_t *const plane[],
+		      uint32_t count, uint8_t *out, uint32_t from)
+{
+	const uint8_t *p[STP_MAX_PLANES];
+	uint32_t n = count - from;
+
+	if (n == 0)
+		return 0;
+	for (unsigned i = 0; i < stp_float_nplanes(code); i++)
+		p[i] = plane[i] + (is_nibbles(code, i) ? from / 2 : from);
+	out += (size_t)from * stp_float_width(code);
+	switch (code) {
+	case STP_BF16: merge_bf16(p[0], p[1], n, out); return 0;
+	case STP_F16: return merge_f16(p, n, out);
+	case STP_F32: merge_f32(p, n, out); return 0;
+	case STP_F64: merge_f64(p, n, out); return 0;
+	case STP_E4M3: return merge_fp8(p[0], p[1], n, 3, out);
+	case STP_E5M2: return merge_fp8(p[0], p[1], n, 2, out);
+	}
+	return STP_EFRAME;
+}
+
+/* ---- Dispatcher ---- */
+
+struct impl {
+	uint32_t (*split)(unsigned, const uint8_t *, uint32_t,
+			  uint8_t *const[]);
+	int (*merge)(unsigned, const uint8_t *const[], uint32_t, uint8_t *,
+		     uint32_t *);
+};
+
+/* The scalar variant is the reference alone. */
+static const struct impl impls[STP_IMPL_COUNT] = {
+	[STP_IMPL_SCALAR] = { NULL, NULL },
+	[STP_IMPL_AVX2] = { stp_planes_split_avx2, stp_planes_merge_avx2 },
+	[STP_IMPL_AVX512] = { stp_planes_split_avx512,
+			      stp_planes_merge_avx512 },
+};
+
+/* NULL while STP_IMPL forces a variant this CPU lacks: every call then
+ * fails rather than quietly testing another variant. */
+static const struct impl *impl_cur = &impls[STP_IMPL_SCALAR];
+
+int stp_planes_force_impl(const char *name)
+{
+	enum stp_impl v;
+
+	if (stp_impl_pick(name, &v) < 0)
+		return STP_EUNSUPPORTED;
+	impl_cur = &impls[v];
+	return 0;
+}
+
+const char *stp_planes_impl_name(void)
+{
+	return impl_cur ? stp_impl_name((enum stp_impl)(impl_cur - impls))
+			: "none";
+}
+
+__attribute__((constructor)) static void planes_init(void)
+{
+	if (stp_planes_force_impl(stp_impl_env()) < 0)
+		impl_cur = NULL;
+}
+
+int stp_planes_split(unsigned code, const uint8_t *data, uint32_t count,
+		     uint8_t *const plane[])
+{
+	uint32_t done = 0;
+
+	if (!impl_cur)
+		return STP_EUNSUPPORTED;
+	if (stp_float_nplanes(code) == 0)
+		return STP_EFRAME;
+	if (impl_cur->split)
+		done = impl_cur->split(code, data, count, plane);
+	split_from(code, data, count, plane, done);
+	return 0;
 }
 
 int stp_planes_merge(unsigned code, const uint8_t *const plane[],
 		     uint32_t count, uint8_t *out)
 {
-	switch (code) {
-	case STP_BF16: merge_bf16(plane[0], plane[1], count, out); return 0;
-	case STP_F16: return merge_f16(plane, count, out);
-	case STP_F32: merge_f32(plane, count, out); return 0;
-	case STP_F64: merge_f64(plane, count, out); return 0;
-	case STP_E4M3: return merge_fp8(plane[0], plane[1], count, 3, out);
-	case STP_E5M2: return merge_fp8(plane[0], plane[1], count, 2, out);
-	}
-	return STP_EFRAME;
+	uint32_t done = 0;
+	int rc;
+
+	if (!impl_cur)
+		return STP_EUNSUPPORTED;
+	if (stp_float_nplanes(code) == 0)
+		return STP_EFRAME;
+	if (impl_cur->merge &&
+	    (rc = impl_cur->merge(code, plane, count, out, &done)) < 0)
+		return rc;
+	return merge_from(code, plane, count, out, done);
 }

@@ -1,6 +1,7 @@
 /* Static order-0 rANS for byte planes: the scalar reference coder, the
  * frequency tables, the body layout of formats/rans.md, and the dispatcher
- * that hands whole groups of 32 symbols to the fastest variant. */
+ * that hands whole groups of 32 symbols to the fastest variant.  Bodies
+ * with 4 states (small planes) are coded by the scalar code alone. */
 #include "rans.h"
 
 #include <math.h>
@@ -9,9 +10,9 @@
 
 #include "error.h"
 
-#define STATE_BYTES (4 * STP_RANS_LANES)
 #define MAX_RUNS 128		/* 256 symbols, runs separated by gaps */
 #define MAX_TABLE_BYTES (2 + 2 * MAX_RUNS + 2 * 256)
+#define SCRATCH_GROUPS 16	/* groups order0_length32() codes per call */
 
 /* ---- Dispatcher ---- */
 
@@ -27,20 +28,26 @@ static int have_scalar(void)
 	return 1;
 }
 
+/* The compiler may use POPCNT (implied by GCC's -mavx2) and BMI2 (given
+ * beside -mavx2 in the build) anywhere in those files: every CPU with
+ * AVX2 has both, but check them all the same.  The avx512 variant runs
+ * the AVX2 encoder too. */
 static int have_avx2(void)
 {
-	return __builtin_cpu_supports("avx2");
+	return __builtin_cpu_supports("avx2") &&
+	       __builtin_cpu_supports("bmi2") &&
+	       __builtin_cpu_supports("popcnt");
 }
 
 static int have_avx512(void)
 {
-	return __builtin_cpu_supports("avx512f") &&
+	return have_avx2() && __builtin_cpu_supports("avx512f") &&
 	       __builtin_cpu_supports("avx512bw");
 }
 
-/* Best last.  The AVX-512 variant encodes with the AVX2 encoder: the
- * encoder is bound by its table loads, which wider vectors do not
- * shorten. */
+/* Best last.  The AVX-512 variant reuses the AVX2 encoder: decoding is
+ * the speed that matters, and a wider encoder would have to be measured
+ * on AVX-512 hardware to earn its place. */
 static const struct impl impls[] = {
 	{ "scalar", have_scalar, stp_rans_dec_groups_scalar,
 	  stp_rans_enc_groups_scalar },
@@ -187,13 +194,14 @@ static void normalise(const uint32_t cnt[256], const uint8_t *syms,
 {
 	uint32_t total = 1u << pb, sum = 0;
 	uint64_t delta[256];	/* bits * 2^24 for the next step of each */
-	int i, best, grow;
+	int i, s, best, grow;
 
 	memset(f, 0, 256 * sizeof f[0]);
 	for (i = 0; i < nsym; i++) {
-		int s = syms[i];
-		uint64_t q = (((uint64_t)cnt[s] << pb) + n / 2) / n;
+		uint64_t q;
 
+		s = syms[i];
+		q = (((uint64_t)cnt[s] << pb) + n / 2) / n;
 		f[s] = q ? (uint32_t)q : 1;
 		sum += f[s];
 	}
@@ -201,8 +209,7 @@ static void normalise(const uint32_t cnt[256], const uint8_t *syms,
 		return;
 	grow = sum < total;
 	for (i = 0; i < nsym; i++) {
-		int s = syms[i];
-
+		s = syms[i];
 		if (grow)
 			delta[i] = (uint64_t)cnt[s] *
 				   (log2_q24(f[s] + 1) - log2_q24(f[s]));
@@ -217,7 +224,7 @@ static void normalise(const uint32_t cnt[256], const uint8_t *syms,
 			if (grow ? delta[i] > delta[best]
 				 : delta[i] < delta[best])
 				best = i;
-		int s = syms[best];
+		s = syms[best];
 		if (grow) {
 			f[s]++;
 			sum++;
@@ -340,27 +347,36 @@ static int get_table(const uint8_t *in, size_t len, unsigned *out_pb,
 	return 0;
 }
 
-/* Initial encoder state of each lane (and so the final decoder state):
- * in [2^15, 2^16), derived by FNV-1a from the table bytes and n so that
- * a damaged table that still parses, or the wrong n, fails the final
- * check instead of decoding to wrong bytes. */
+/* Initial encoder state of lanes 0..lanes-1 (and so the final decoder
+ * state): in [2^15, 2^16), derived by FNV-1a from the table bytes and n
+ * so that a damaged table that still parses, or the wrong n, fails the
+ * final check instead of decoding to wrong bytes.  Lane j gets the same
+ * value whatever the lane count. */
 static void initial_states(const uint8_t *table, size_t tlen, size_t n,
-			   uint32_t x0[STP_RANS_LANES])
+			   unsigned lanes, uint32_t x0[STP_RANS_LANES])
 {
 	uint32_t h = 2166136261u;
 	size_t i;
-	int j;
+	unsigned j;
 
 	for (i = 0; i < tlen; i++)
 		h = (h ^ table[i]) * 16777619u;
 	for (j = 0; j < 4; j++)
 		h = (h ^ (uint8_t)(n >> (8 * j))) * 16777619u;
-	for (j = 0; j < STP_RANS_LANES; j++)
-		x0[j] = STP_RANS_L |
-			(((h ^ (uint32_t)j) * 16777619u) >> 17);
+	for (j = 0; j < lanes; j++)
+		x0[j] = STP_RANS_L | (((h ^ j) * 16777619u) >> 17);
 }
 
 /* ---- Scalar encoder ---- */
+
+/* The state after coding one symbol into x, which the caller has already
+ * renormalised (x <= s->x_max). */
+static uint32_t enc_update(uint32_t x, const struct stp_rans_enc_sym *s)
+{
+	uint32_t q = (uint32_t)(((uint64_t)x * s->rcp) >> 32) >> s->shift;
+
+	return x + s->bias + q * s->cmpl;
+}
 
 /* Encodes one symbol into state x, writing its renormalisation word
  * below *pp.  The word is stored whether or not it is taken (only the
@@ -369,15 +385,13 @@ static void initial_states(const uint8_t *table, size_t tlen, size_t n,
 static uint32_t enc_put(uint32_t x, const struct stp_rans_enc_sym *s,
 			uint8_t **pp)
 {
-	uint32_t c = x > s->x_max, q;
+	uint32_t c = x > s->x_max;
 	uint8_t *p = *pp - 2;
 
 	p[0] = (uint8_t)x;
 	p[1] = (uint8_t)(x >> 8);
 	*pp -= 2 * c;
-	x >>= 16 * c;
-	q = (uint32_t)(((uint64_t)x * s->rcp) >> 32) >> s->shift;
-	return x + s->bias + q * s->cmpl;
+	return enc_update(x >> (16 * c), s);
 }
 
 int stp_rans_enc_groups_scalar(struct stp_rans_enc_state *e,
@@ -395,6 +409,31 @@ int stp_rans_enc_groups_scalar(struct stp_rans_enc_state *e,
 		for (j = STP_RANS_LANES - 1; j >= 0; j--)
 			e->x[j] = enc_put(e->x[j], &e->sym[grp[j]], &p);
 	}
+	e->p = p;
+	return 0;
+}
+
+/* Encodes in[from..to) backwards, symbol i into state i mod lanes, one
+ * symbol at a time: all of a 4-state body, the last partial group of a
+ * 32-state one.  Returns 0, or -1 as soon as fewer than 2 bytes remain
+ * above e->lo before a symbol (e is then garbage). */
+static int enc_range(struct stp_rans_enc_state *e, const uint8_t *in,
+		     size_t from, size_t to, unsigned lanes)
+{
+	uint32_t x[STP_RANS_LANES];
+	uint8_t *p = e->p;
+	unsigned j = (unsigned)(to % lanes);
+	size_t i;
+
+	/* Local copies: the words stored through p may alias *e. */
+	memcpy(x, e->x, sizeof x);
+	for (i = to; i > from; i--) {
+		j = (j ? j : lanes) - 1;
+		if (p - e->lo < 2)
+			return -1;
+		x[j] = enc_put(x[j], &e->sym[in[i - 1]], &p);
+	}
+	memcpy(e->x, x, sizeof x);
 	e->p = p;
 	return 0;
 }
@@ -434,8 +473,9 @@ static void enc_symbols(const uint32_t f[256], unsigned pb,
 
 /* The table and prob_bits the encoder uses: of every valid pb, the one
  * whose estimated body (table, states and words) is smallest, ties going
- * to the smaller pb and so the smaller decode table.  Returns the
- * estimated body length. */
+ * to the smaller pb and so the smaller decode table.  The states cost
+ * the same for every pb, so the choice is the same for 4 states as for
+ * 32.  Returns the estimate of everything but the states. */
 static size_t choose_table(const uint32_t cnt[256], const uint8_t *syms,
 			   int nsym, size_t n, uint32_t f[256],
 			   unsigned *out_pb)
@@ -456,7 +496,7 @@ static size_t choose_table(const uint32_t cnt[256], const uint8_t *syms,
 		for (i = 0; i < nsym; i++)
 			bits += (uint64_t)cnt[syms[i]] *
 				((pb << 24) - log2_q24(ftry[syms[i]]));
-		est = 1 + put_table(table, pb, ftry) + STATE_BYTES +
+		est = 1 + put_table(table, pb, ftry) +
 		      2 * (size_t)((bits + ((uint64_t)16 << 24) - 1) >> 28);
 		if (est < best) {
 			best = est;
@@ -467,50 +507,128 @@ static size_t choose_table(const uint32_t cnt[256], const uint8_t *syms,
 	return best;
 }
 
-/* Writes an order-0 body into out[0..cap); returns its length, or 0 if
- * it would not be shorter than the raw body (n + 1 bytes). */
+/* What an order-0 body of either state count is made from: the table,
+ * the encoder's constants, the initial states (lane j's is the same for
+ * 4 states as for 32), and the estimated body less its states. */
+struct order0 {
+	size_t tlen, est;
+	uint8_t table[MAX_TABLE_BYTES];
+	struct stp_rans_enc_sym sym[256];
+	uint32_t x0[STP_RANS_LANES];
+};
+
+static void order0_plan(struct order0 *b, const uint32_t cnt[256],
+			const uint8_t *syms, int nsym, size_t n)
+{
+	uint32_t f[256];
+	unsigned pb = 0;
+
+	b->est = choose_table(cnt, syms, nsym, n, f, &pb);
+	b->tlen = put_table(b->table, pb, f);
+	enc_symbols(f, pb, b->sym);
+	initial_states(b->table, b->tlen, n, STP_RANS_LANES, b->x0);
+}
+
+/* Whether a body with lanes states is worth making: its estimate beats
+ * the raw body (n + 1 bytes). */
+static int order0_worth(const struct order0 *b, size_t n, unsigned lanes)
+{
+	return b->est + 4 * (size_t)lanes < n + 1;
+}
+
+/* Length of the body order0_write() would write with 32 states, or 0
+ * where it would write none, without writing it: the same encoder run
+ * over a small scratch buffer, a few groups at a time, counting the
+ * words instead of keeping them. */
+static size_t order0_length32(const struct order0 *b, const uint8_t *in,
+			      size_t n)
+{
+	uint8_t scratch[SCRATCH_GROUPS * STP_RANS_STEP_BYTES];
+	uint8_t *top = scratch + sizeof scratch;
+	struct stp_rans_enc_state e;
+	size_t g = n / STP_RANS_LANES, k;
+	size_t len = 1 + b->tlen + 4 * (size_t)STP_RANS_LANES;
+
+	memcpy(e.x, b->x0, sizeof e.x);
+	e.p = top;
+	e.lo = scratch;
+	e.sym = b->sym;
+	/* Neither call can run out of room: the partial group needs at
+	 * most 62 bytes, and k groups at most k * STP_RANS_STEP_BYTES. */
+	enc_range(&e, in, g * STP_RANS_LANES, n, STP_RANS_LANES);
+	len += (size_t)(top - e.p);
+	for (; g > 0; g -= k) {
+		k = g < SCRATCH_GROUPS ? g : SCRATCH_GROUPS;
+		e.p = top;
+		impl_cur->enc(&e, in + (g - k) * STP_RANS_LANES, k);
+		len += (size_t)(top - e.p);
+	}
+	return len < n + 1 ? len : 0;
+}
+
+/* Writes the order-0 body of b with lanes states into out[0..cap);
+ * returns its length, or 0 if it would not be shorter than the raw body
+ * (n + 1 bytes).  Whole groups of a 32-state body go to the current
+ * variant; everything else is the scalar code, the same in every
+ * variant. */
+static size_t order0_write(const struct order0 *b, const uint8_t *in,
+			   size_t n, unsigned lanes, uint8_t *out, size_t cap)
+{
+	struct stp_rans_enc_state e;
+	size_t head = 1 + b->tlen, sbytes = 4 * (size_t)lanes;
+	size_t full = 0, words;
+	unsigned j;
+
+	if (head + sbytes + STP_RANS_STEP_BYTES > cap)
+		return 0;
+	memcpy(e.x, b->x0, sizeof e.x);
+	e.p = out + cap;
+	e.lo = out + head + sbytes;
+	e.sym = b->sym;
+	if (lanes == STP_RANS_LANES)
+		full = n / STP_RANS_LANES * STP_RANS_LANES;
+
+	/* The encoder runs backwards: the last, partial group first. */
+	if (enc_range(&e, in, full, n, lanes) < 0)
+		return 0;
+	if (full && impl_cur->enc(&e, in, full / STP_RANS_LANES) < 0)
+		return 0;
+
+	words = (size_t)(out + cap - e.p);
+	if (head + sbytes + words >= n + 1)
+		return 0;
+	out[0] = lanes == STP_RANS_LANES ? STP_RANS_ORDER0
+					 : STP_RANS_ORDER0_X4;
+	memcpy(out + 1, b->table, b->tlen);
+	memmove(out + head + sbytes, e.p, words);
+	for (j = 0; j < lanes; j++)
+		put32(out + head + 4 * j, e.x[j]);
+	return head + sbytes + words;
+}
+
+/* The shortest order-0 body for in[0..n), written to out; 0 (nothing
+ * written) if none is shorter than the raw body.  A plane of at most
+ * STP_RANS_X4_MAX_N symbols is written with 4 states, then replaced by
+ * the 32-state body only where that is not longer: a tie goes to the 32
+ * states, which decode faster. */
 static size_t encode_order0(const uint8_t *in, size_t n,
 			    const uint32_t cnt[256], const uint8_t *syms,
 			    int nsym, uint8_t *out, size_t cap)
 {
-	uint32_t f[256];
-	struct stp_rans_enc_sym sym[256];
-	struct stp_rans_enc_state e;
-	uint8_t table[MAX_TABLE_BYTES];
-	unsigned pb = 0;
-	size_t tlen, head, words, i;
-	size_t full = n / STP_RANS_LANES * STP_RANS_LANES;
-	int j;
+	struct order0 b;
+	size_t len = 0, len32;
 
-	if (choose_table(cnt, syms, nsym, n, f, &pb) >= n + 1)
-		return 0;
-	tlen = put_table(table, pb, f);
-	head = 1 + tlen;
-	if (head + STATE_BYTES + STP_RANS_STEP_BYTES > cap)
-		return 0;
-	enc_symbols(f, pb, sym);
-	initial_states(table, tlen, n, e.x);
-	e.p = out + cap;
-	e.lo = out + head + STATE_BYTES;
-	e.sym = sym;
-
-	/* The last, partial group first: the encoder runs backwards. */
-	for (i = n; i > full; i--) {
-		j = (int)((i - 1) % STP_RANS_LANES);
-		e.x[j] = enc_put(e.x[j], &sym[in[i - 1]], &e.p);
+	order0_plan(&b, cnt, syms, nsym, n);
+	if (n <= STP_RANS_X4_MAX_N && order0_worth(&b, n, STP_RANS_X4_LANES))
+		len = order0_write(&b, in, n, STP_RANS_X4_LANES, out, cap);
+	if (!order0_worth(&b, n, STP_RANS_LANES))
+		return len;
+	if (len) {
+		len32 = order0_length32(&b, in, n);
+		if (!len32 || len32 > len)
+			return len;
 	}
-	if (impl_cur->enc(&e, in, full / STP_RANS_LANES) < 0)
-		return 0;
-
-	words = (size_t)(out + cap - e.p);
-	if (head + STATE_BYTES + words >= n + 1)
-		return 0;
-	out[0] = STP_RANS_ORDER0;
-	memcpy(out + 1, table, tlen);
-	memmove(out + head + STATE_BYTES, e.p, words);
-	for (j = 0; j < STP_RANS_LANES; j++)
-		put32(out + head + 4 * j, e.x[j]);
-	return head + STATE_BYTES + words;
+	return order0_write(&b, in, n, STP_RANS_LANES, out, cap);
 }
 
 size_t stp_rans_bound(size_t n)
@@ -571,7 +689,8 @@ size_t stp_rans_dec_groups_scalar(struct stp_rans_dec_state *d,
 
 		for (j = 0; j < STP_RANS_LANES; j++) {
 			uint32_t e = tab[x[j] & mask];
-			uint32_t v = (e >> 20) * (x[j] >> pb) + ((e >> 8) & 0xfff);
+			uint32_t v = (e >> 20) * (x[j] >> pb) +
+				     ((e >> 8) & 0xfff);
 			uint32_t w = (uint32_t)p[0] | (uint32_t)p[1] << 8;
 			/* Whether a lane renormalises is data, not a pattern a
 			 * branch predictor learns: select arithmetically. */
@@ -587,47 +706,60 @@ size_t stp_rans_dec_groups_scalar(struct stp_rans_dec_state *d,
 	return g;
 }
 
-/* Symbols from..n-1, checking every read: the end of a body, where fewer
- * than a group's worth of words is left. */
+/* Symbols from..n-1, symbol i from state i mod lanes, checking every
+ * read: all of a 4-state body, and the end of a 32-state one, where
+ * fewer than a group's worth of words is left. */
 static int dec_checked(struct stp_rans_dec_state *d, uint8_t *out,
-		       size_t from, size_t n)
+		       size_t from, size_t n, unsigned lanes)
 {
-	uint32_t mask = (1u << d->pb) - 1;
+	const uint32_t *tab = d->tab;
+	const uint8_t *p = d->p, *end = d->end;
+	uint32_t mask = (1u << d->pb) - 1, x[STP_RANS_LANES];
+	unsigned pb = d->pb, j = (unsigned)(from % lanes);
 	size_t i;
 
+	/* A local copy, as in the group decoder. */
+	memcpy(x, d->x, sizeof x);
 	for (i = from; i < n; i++) {
-		int j = (int)(i % STP_RANS_LANES);
-		uint32_t x = d->x[j], e = d->tab[x & mask];
+		uint32_t e = tab[x[j] & mask];
+		uint32_t v = (e >> 20) * (x[j] >> pb) + ((e >> 8) & 0xfff);
+		uint32_t c = v < STP_RANS_L, w = 0;
 
+		/* The test that predicts well (are 2 bytes left?) is a
+		 * branch; whether the state renormalises is selected
+		 * arithmetically, as in the group decoder. */
+		if (end - p >= 2)
+			w = (uint32_t)p[0] | (uint32_t)p[1] << 8;
+		else if (c)
+			return STP_ETRUNCATED;
 		out[i] = (uint8_t)e;
-		x = (e >> 20) * (x >> d->pb) + ((e >> 8) & 0xfff);
-		if (x < STP_RANS_L) {
-			if (d->end - d->p < 2)
-				return STP_ETRUNCATED;
-			x = x << 16 | d->p[0] | (uint32_t)d->p[1] << 8;
-			d->p += 2;
-		}
-		d->x[j] = x;
+		x[j] = v << (16 * c) | (w & (0u - c));
+		p += 2 * c;
+		if (++j == lanes)
+			j = 0;
 	}
+	memcpy(d->x, x, sizeof x);
+	d->p = p;
 	return 0;
 }
 
+/* Decodes an order-0 body with lanes states (method byte stripped). */
 static int decode_order0(const uint8_t *in, size_t len, uint8_t *out,
-			 size_t n)
+			 size_t n, unsigned lanes)
 {
 	_Alignas(64) uint32_t tab[1u << STP_RANS_MAX_PROB_BITS];
 	uint32_t f[256], x0[STP_RANS_LANES], start = 0;
 	struct stp_rans_dec_state d;
-	size_t tlen, groups, done;
-	unsigned pb;
-	int s, j, err;
+	size_t tlen, done = 0, sbytes = 4 * (size_t)lanes;
+	unsigned pb, j;
+	int s, err;
 
 	if (n == 0)
 		return STP_ECORRUPT;
 	err = get_table(in, len, &pb, f, &tlen);
 	if (err < 0)
 		return err;
-	if (len - tlen < STATE_BYTES)
+	if (len - tlen < sbytes)
 		return STP_ETRUNCATED;
 	for (s = 0; s < 256; s++) {
 		uint32_t y, e = (uint32_t)s | f[s] << 20;
@@ -636,26 +768,27 @@ static int decode_order0(const uint8_t *in, size_t len, uint8_t *out,
 			tab[start + y] = e | y << 8;
 		start += f[s];
 	}
-	for (j = 0; j < STP_RANS_LANES; j++) {
+	for (j = 0; j < lanes; j++) {
 		d.x[j] = get32(in + tlen + 4 * j);
 		/* Below 2^31 keeps every later state below 2^31, which the
 		 * vector code's signed compares rely on. */
 		if (d.x[j] < STP_RANS_L || d.x[j] >= (uint32_t)1 << 31)
 			return STP_ECORRUPT;
 	}
-	d.p = in + tlen + STATE_BYTES;
+	d.p = in + tlen + sbytes;
 	d.end = in + len;
 	d.tab = tab;
 	d.pb = pb;
-	groups = n / STP_RANS_LANES;
-	done = impl_cur->dec(&d, out, groups);
-	err = dec_checked(&d, out, done * STP_RANS_LANES, n);
+	if (lanes == STP_RANS_LANES)
+		done = impl_cur->dec(&d, out, n / STP_RANS_LANES) *
+		       STP_RANS_LANES;
+	err = dec_checked(&d, out, done, n, lanes);
 	if (err < 0)
 		return err;
 	if (d.p != d.end)
 		return STP_ECORRUPT;
-	initial_states(in, tlen, n, x0);
-	for (j = 0; j < STP_RANS_LANES; j++)
+	initial_states(in, tlen, n, lanes, x0);
+	for (j = 0; j < lanes; j++)
 		if (d.x[j] != x0[j])
 			return STP_ECORRUPT;
 	return 0;
@@ -686,7 +819,12 @@ int stp_rans_decode(const uint8_t *in, size_t len, uint8_t *out, size_t n)
 		memset(out, in[1], n);
 		return 0;
 	case STP_RANS_ORDER0:
-		return decode_order0(in + 1, len - 1, out, n);
+		return decode_order0(in + 1, len - 1, out, n, STP_RANS_LANES);
+	case STP_RANS_ORDER0_X4:
+		if (n > STP_RANS_X4_MAX_N)
+			return STP_ECORRUPT;
+		return decode_order0(in + 1, len - 1, out, n,
+				     STP_RANS_X4_LANES);
 	default:
 		return STP_EUNSUPPORTED;
 	}

@@ -1,9 +1,10 @@
-/* Static order-0 rANS coder for byte planes: 32 interleaved 32-bit states,
- * 16-bit renormalisation words.  The coded body is specified in
- * formats/rans.md.  Encoding and decoding are allocation-free: the caller
- * owns every buffer.  The result of an encode depends only on the input
- * bytes, never on the machine or on the variant (scalar, AVX2, AVX-512)
- * doing the work. */
+/* Static order-0 rANS coder for byte planes: 32 interleaved 32-bit states
+ * (4 for planes of at most STP_RANS_X4_MAX_N symbols, where 32 final
+ * states would cost more than they save), 16-bit renormalisation words.
+ * The coded body is specified in formats/rans.md.  Encoding and decoding
+ * are allocation-free: the caller owns every buffer.  The result of an
+ * encode depends only on the input bytes, never on the machine or on the
+ * variant (scalar, AVX2, AVX-512) doing the work. */
 #ifndef STP_RANS_H
 #define STP_RANS_H
 
@@ -17,8 +18,16 @@
 enum stp_rans_method {
 	STP_RANS_RAW = 0,	/* the n bytes, stored */
 	STP_RANS_ORDER0 = 1,	/* rANS order-0, 32 states */
-	STP_RANS_RUN = 2	/* n copies of one byte */
+	STP_RANS_RUN = 2,	/* n copies of one byte */
+	STP_RANS_ORDER0_X4 = 3	/* rANS order-0, 4 states, small planes */
 };
+
+/* Largest plane a method-3 (4-state) body may hold.  The encoder picks
+ * the smallest of the bodies it can write, but picks method 3 only up to
+ * this n, and a decoder refuses a method-3 body for a larger n: a plane
+ * above it is always raw, run or 32 states, which SIMD and GPU decoders
+ * take in whole groups.  4 states decode only through a scalar loop. */
+#define STP_RANS_X4_MAX_N ((size_t)16384)
 
 /* Capacity the output buffer of stp_rans_encode() must have for n symbols
  * (n <= STP_RANS_MAX_N).  The body written is never longer than n + 1
@@ -26,10 +35,13 @@ enum stp_rans_method {
  * whether rANS beats storing the bytes raw. */
 size_t stp_rans_bound(size_t n);
 
-/* Codes in[0..n) into out[0..cap) and sets *out_len.  Needs
- * cap >= stp_rans_bound(n).  Returns 0, STP_ETOOBIG if n exceeds
- * STP_RANS_MAX_N or cap is too small, or STP_EUNSUPPORTED if STP_IMPL
- * named a variant this CPU lacks.  in may be NULL when n is 0. */
+/* Codes in[0..n) into out[0..cap) and sets *out_len (at most n + 1):
+ * the shortest body of raw, run, 32-state and, for n <=
+ * STP_RANS_X4_MAX_N, 4-state rANS, ties going to the faster to decode.
+ * Needs cap >= stp_rans_bound(n).  Returns 0, STP_ETOOBIG if n exceeds
+ * STP_RANS_MAX_N or cap is too small, or STP_EUNSUPPORTED (see
+ * stp_rans_force_impl).  in may be NULL when n is 0.  Uses under 16 KiB
+ * of stack and no heap. */
 int stp_rans_encode(const uint8_t *in, size_t n, uint8_t *out, size_t cap,
 		    size_t *out_len);
 
@@ -39,20 +51,23 @@ int stp_rans_encode(const uint8_t *in, size_t n, uint8_t *out, size_t cap,
  * returns a negative code (STP_ETRUNCATED, STP_ECORRUPT, STP_ETOOBIG for
  * n > STP_RANS_MAX_N, STP_EUNSUPPORTED for an unknown method), never
  * reads outside in[0..len) and never writes outside out[0..n).  out holds
- * garbage after a failure.  Returns 0 on success. */
+ * garbage after a failure.  Returns 0 on success.  Uses about 18 KiB of
+ * stack and no heap. */
 int stp_rans_decode(const uint8_t *in, size_t len, uint8_t *out, size_t n);
 
 /* Forces the variant used by encode and decode: "scalar", "avx2",
- * "avx512", or NULL/"auto" for the best this CPU runs (the default, unless
- * the environment variable STP_IMPL names a variant at start-up).  Returns
- * 0, STP_EUNSUPPORTED if this CPU cannot run that variant (nothing is
- * changed), or STP_EUNSUPPORTED for an unknown name.  Not thread-safe:
- * call it before coding starts on other threads. */
+ * "avx512", or NULL or "auto" for the best this CPU runs.  At start-up the
+ * environment variable STP_IMPL does the same ("cuda", the GPU variant of
+ * other stages, means auto here); if it names a variant this CPU lacks, or
+ * an unknown one, every call fails with STP_EUNSUPPORTED until this
+ * function picks another, so a forced test never quietly runs another
+ * variant.  Returns 0, or STP_EUNSUPPORTED (nothing changed) for a variant
+ * this CPU lacks or an unknown name.  Not thread-safe: call it before
+ * coding starts on other threads. */
 int stp_rans_force_impl(const char *name);
 
-/* Name of the variant in use ("scalar", "avx2", "avx512"), or "none" when
- * STP_IMPL forced one this CPU lacks (every call then fails with
- * STP_EUNSUPPORTED until stp_rans_force_impl() picks another). */
+/* Name of the variant in use ("scalar", "avx2", "avx512"), or "none" while
+ * STP_IMPL holds every call back (see above). */
 const char *stp_rans_impl_name(void);
 
 /* n * H0(in) in bits: the order-0 entropy bound of the plane, against
@@ -62,6 +77,7 @@ double stp_entropy0_bits(const uint8_t *in, size_t n);
 /* ---- Internal: the contract between rans.c and its per-ISA files. ---- */
 
 #define STP_RANS_LANES 32		/* interleaved states */
+#define STP_RANS_X4_LANES 4		/* states of a method-3 body */
 #define STP_RANS_L (1u << 15)		/* lower bound of a normalised state */
 #define STP_RANS_MAX_PROB_BITS 12	/* decode table entry packing limit */
 #define STP_RANS_STEP_BYTES (2 * STP_RANS_LANES) /* most one group reads */

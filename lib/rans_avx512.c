@@ -8,19 +8,8 @@
 
 #include "rans.h"
 
-/* Renormalisation words taken by a lane mask, in bytes. */
-static inline unsigned mask_bytes(__mmask16 k)
-{
-	/* Not popcnt: -mavx512f does not imply it. */
-	static const uint8_t nibble[16] = {
-		0, 1, 1, 2, 1, 2, 2, 3, 1, 2, 2, 3, 2, 3, 3, 4
-	};
-	unsigned m = k;
-
-	return 2u * (nibble[m & 15] + nibble[m >> 4 & 15] +
-		     nibble[m >> 8 & 15] + nibble[m >> 12]);
-}
-
+/* Decodes one symbol in each of 16 states from their table entries e and
+ * renormalises the states that fall below L. */
 static inline __m512i dec_vec(__m512i x, __m512i e, __m512i pb,
 			      __m512i low12, __m512i lbound,
 			      const uint8_t **pp)
@@ -34,8 +23,9 @@ static inline __m512i dec_vec(__m512i x, __m512i e, __m512i pb,
 	x = _mm512_add_epi32(_mm512_mullo_epi32(f, _mm512_srlv_epi32(x, pb)),
 			     b);
 	c = _mm512_cmplt_epu32_mask(x, lbound);
+	/* 16 words are loaded; the lanes in c take the first popcount(c). */
 	w = _mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)p));
-	*pp = p + mask_bytes(c);
+	*pp = p + 2 * __builtin_popcount(c);
 	x = _mm512_mask_slli_epi32(x, c, x, 16);
 	return _mm512_or_si512(x, _mm512_maskz_expand_epi32(c, w));
 }

@@ -3,13 +3,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
-#include <zlib.h>
 
 #include "error.h"
 #include "io.h"
 #include "stream.h"
-
-static uint32_t crc_update(uint32_t crc, const void *p, size_t n);
 
 static const uint8_t stream_magic[8] = {
 	0x89, 'S', 'T', 'P', 0x0D, 0x0A, 0x1A, 0x0A
@@ -53,30 +50,6 @@ struct stp_writer {
 	int in_segment;
 	struct totals t;
 };
-
-uint32_t stp_crc32_combine(uint32_t crc_a, uint32_t crc_b, uint64_t len_b)
-{
-	return (uint32_t)crc32_combine64(crc_a, crc_b, (z_off64_t)len_b);
-}
-
-uint32_t stp_crc32(uint32_t crc, const void *p, size_t n)
-{
-	return crc_update(crc, p, n);
-}
-
-static uint32_t crc_update(uint32_t crc, const void *p, size_t n)
-{
-	const uint8_t *b = p;
-
-	/* zlib's length is a uInt. */
-	while (n > 0) {
-		uInt step = n > (1u << 30) ? (1u << 30) : (uInt)n;
-		crc = (uint32_t)crc32(crc, b, step);
-		b += step;
-		n -= step;
-	}
-	return crc;
-}
 
 /* Larger pipe buffers let the stages of a pipeline run in parallel with
  * fewer switches; a failure only costs speed. */
@@ -169,7 +142,7 @@ static int read_stream_header(struct stp_reader *r)
 		return fault(r, r->segments ? STP_ETRAILING : STP_EMAGIC);
 	if (have < STP_HEADER_SIZE)
 		return fault(r, STP_ETRUNCATED);
-	if (crc_update(0, h, 12) != stp_get32(h + 12))
+	if (stp_crc32(0, h, 12) != stp_get32(h + 12))
 		return fault(r, STP_ECRC);
 	if (stp_get16(h + 8) != STP_STREAM_VERSION)
 		return fault(r, STP_EVERSION);
@@ -255,13 +228,13 @@ int stp_reader_next(struct stp_reader *r, struct stp_frame *out)
 		return fault(r, STP_ETRUNCATED);
 	h = r->buf + r->start;
 	if (len >= 8) {
-		uint32_t head = crc_update(0, h, FRAME_HEADER + 8);
+		uint32_t head = stp_crc32(0, h, FRAME_HEADER + 8);
 
-		out->body_crc = crc_update(0, h + FRAME_HEADER + 8, len - 8);
+		out->body_crc = stp_crc32(0, h + FRAME_HEADER + 8, len - 8);
 		crc = stp_crc32_combine(head, out->body_crc, len - 8);
 	} else {
 		out->body_crc = 0;
-		crc = crc_update(0, h, FRAME_HEADER + len);
+		crc = stp_crc32(0, h, FRAME_HEADER + len);
 	}
 	if (crc != stp_get32(h + FRAME_HEADER + len))
 		return fault(r, STP_ECRC);
@@ -350,7 +323,7 @@ static int begin_segment(struct stp_writer *w)
 	memcpy(h, stream_magic, 8);
 	stp_put16(h + 8, STP_STREAM_VERSION);
 	stp_put16(h + 10, 0);
-	stp_put32(h + 12, crc_update(0, h, 12));
+	stp_put32(h + 12, stp_crc32(0, h, 12));
 	w->used += STP_HEADER_SIZE;
 	w->in_segment = 1;
 	memset(&w->t, 0, sizeof w->t);
@@ -379,12 +352,12 @@ static int write_frame(struct stp_writer *w, unsigned type,
 	head[1] = 0;
 	stp_put16(head + 2, 0);
 	stp_put32(head + 4, (uint32_t)len);
-	crc = crc_update(0, head, FRAME_HEADER);
+	crc = stp_crc32(0, head, FRAME_HEADER);
 	for (int i = 0; i < n; i++) {
 		if (i == n - 1 && last_crc)
 			crc = stp_crc32_combine(crc, *last_crc, iov[i].iov_len);
 		else
-			crc = crc_update(crc, iov[i].iov_base, iov[i].iov_len);
+			crc = stp_crc32(crc, iov[i].iov_base, iov[i].iov_len);
 	}
 	stp_put32(tail, crc);
 

@@ -7,6 +7,8 @@
 #include <stdint.h>
 #include <sys/uio.h>
 
+#include "crc32.h"
+
 #define STP_STREAM_VERSION 1
 #define STP_HEADER_SIZE 16
 #define STP_FRAME_OVERHEAD 12           /* 8-byte frame header + CRC */
@@ -24,6 +26,7 @@ enum stp_frame_type {
 	STP_F_END = 0x0F,
 	STP_F_PLANES = 0x10,
 	STP_F_CODED = 0x30,
+	STP_F_CODED_DATA = 0x31,
 	STP_F_PLANE_FIRST = 0x10, STP_F_PLANE_LAST = 0x1F,
 	STP_F_MODEL_FIRST = 0x20, STP_F_MODEL_LAST = 0x2F,
 	STP_F_CODED_FIRST = 0x30, STP_F_CODED_LAST = 0x3F,
@@ -79,12 +82,6 @@ int stp_writev(struct stp_writer *w, unsigned type, const struct iovec *iov,
  * last piece (it checksums file bytes too), so they are read only once. */
 int stp_writev_crc(struct stp_writer *w, unsigned type,
 		   const struct iovec *iov, int n, uint32_t last_crc);
-
-/* CRC-32 of n bytes continuing from crc (zlib's crc32 for any size_t). */
-uint32_t stp_crc32(uint32_t crc, const void *p, size_t n);
-
-/* CRC-32 of A followed by B, from crc_a, crc_b and the length of B. */
-uint32_t stp_crc32_combine(uint32_t crc_a, uint32_t crc_b, uint64_t len_b);
 
 /* stp_writev with one piece. */
 int stp_write(struct stp_writer *w, unsigned type, const void *payload,

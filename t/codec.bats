@@ -98,10 +98,18 @@ impls() {
 	done
 }
 
-@test "STP_IMPL naming an unknown variant is refused" {
-	run bash -c 'STP_IMPL=sse9 rans-dec < /dev/null'
-	assert_failure
-	assert_output --partial "rans-dec"
+@test "STP_IMPL naming a variant this CPU cannot run is a usage error" {
+	for p in rans-dec rans-enc fp8-exp; do
+		run bash -c "STP_IMPL=sse9 $p < /dev/null"
+		assert_failure 100
+		assert_output --partial "$p: STP_IMPL=sse9"
+	done
+	run bash -c 'STP_IMPL=sse9 stpipe verify /dev/null'
+	assert_failure 100
+	if ! grep -qw avx512bw /proc/cpuinfo; then
+		run bash -c 'STP_IMPL=avx512 rans-enc < /dev/null'
+		assert_failure 100
+	fi
 }
 
 @test "output is identical for every thread count" {
