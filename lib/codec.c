@@ -5,7 +5,6 @@
  * thread count. Workers also checksum what they produce, so the caller's
  * thread only combines CRCs. */
 #include <pthread.h>
-#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,6 +18,11 @@
 /* Fewer values than this stay DATA: planes would cost more in headers and
  * tables than they could save (formats/planes.md). */
 #define STP_MIN_SPLIT 64
+/* A sign/mantissa plane of more than SM_SMALL bytes is coded only if that
+ * saves 1/32 of it: decoding it would cost as much time as the exponent
+ * plane for a gain that small. Small planes take any gain. */
+#define SM_MIN_GAIN 32
+#define SM_SMALL 65536
 #define MAX_THREADS 64
 #define WHERE_MAX (STP_MAX_PATH + 700)
 
@@ -45,7 +49,13 @@ struct job {
 	struct piece piece[MAX_OUT_FRAMES];
 	int npieces;
 	int rc;
+	int done;                     /* under the lock: worker finished */
 	char where[WHERE_MAX];
+};
+
+struct worker_arg {
+	struct codec *c;
+	unsigned id;
 };
 
 struct index_entry {
@@ -58,10 +68,19 @@ struct index_entry {
 struct codec {
 	unsigned ops;
 	unsigned threads;
+	/* A ring of frames in arrival order: [head, next) are handed to the
+	 * workers or done, [next, tail) wait for one, all are emitted from
+	 * head in order. */
 	struct job *jobs;
-	unsigned njobs, cap_jobs;
+	unsigned cap_jobs;
+	unsigned long head, next, tail;
+	pthread_mutex_t lock;
+	pthread_cond_t work_cv, done_cv;
+	pthread_t tid[MAX_THREADS];
+	struct worker_arg args[MAX_THREADS];
+	unsigned nworkers;
+	int stop;
 	uint8_t *scratch[MAX_THREADS];
-	atomic_uint next_job;
 	/* file and tensor being read */
 	char file[STP_MAX_PATH + 1];
 	char tensor[512];
@@ -236,6 +255,13 @@ static int code_planes(const uint8_t *p, size_t len, uint8_t *out,
 					     stp_rans_bound(h.len[i]), &clen);
 			if (rc < 0)
 				return rc;
+			if (i > 0 && h.len[i] > SM_SMALL &&
+			    clen > h.len[i] - h.len[i] / SM_MIN_GAIN) {
+				/* A raw body (formats/rans.md, method 0). */
+				out[at] = STP_RANS_RAW;
+				memcpy(out + at + 1, src, h.len[i]);
+				clen = (size_t)h.len[i] + 1;
+			}
 			src += h.len[i];
 			h.len[i] = (uint32_t)clen;
 			at += clen;
@@ -508,22 +534,30 @@ crc:
 	return rc;
 }
 
-struct worker {
-	struct codec *c;
-	unsigned id;
-};
 
+/* A worker takes the oldest waiting frame, transforms it, marks it done. */
 static void *work(void *arg)
 {
-	struct worker *w = arg;
+	struct worker_arg *w = arg;
 	struct codec *c = w->c;
-	unsigned i;
 
-	while ((i = atomic_fetch_add(&c->next_job, 1)) < c->njobs) {
-		struct job *j = &c->jobs[i];
+	pthread_mutex_lock(&c->lock);
+	for (;;) {
+		struct job *j;
+
+		while (!c->stop && c->next == c->tail)
+			pthread_cond_wait(&c->work_cv, &c->lock);
+		if (c->stop)
+			break;
+		j = &c->jobs[c->next++ % c->cap_jobs];
+		pthread_mutex_unlock(&c->lock);
 		if (j->op)
 			j->rc = run_job(j, c->scratch[w->id]);
+		pthread_mutex_lock(&c->lock);
+		j->done = 1;
+		pthread_cond_broadcast(&c->done_cv);
 	}
+	pthread_mutex_unlock(&c->lock);
 	return NULL;
 }
 
@@ -632,41 +666,35 @@ static int emit_job(struct codec *c, struct job *j, struct stp_out *out)
 	return 0;
 }
 
-/* Transforms the queued frames on the workers and sends them on. */
+/* Sends the oldest frame on once it is done. */
+static int emit_oldest(struct codec *c, struct stp_out *out)
+{
+	struct job *j = &c->jobs[c->head % c->cap_jobs];
+	int rc;
+
+	if (c->nworkers) {
+		pthread_mutex_lock(&c->lock);
+		while (!j->done)
+			pthread_cond_wait(&c->done_cv, &c->lock);
+		pthread_mutex_unlock(&c->lock);
+	}
+	c->head++;
+	if (j->op && j->rc < 0) {
+		snprintf(c->where, sizeof c->where, "%s", j->where);
+		c->fault_pos = j->pos;
+		return j->rc;
+	}
+	rc = emit_job(c, j, out);
+	return rc;
+}
+
+/* Sends every queued frame on, in order. */
 static int drain(struct codec *c, struct stp_out *out)
 {
-	pthread_t tid[MAX_THREADS];
-	struct worker w[MAX_THREADS];
-	unsigned started = 0, work_jobs = 0;
 	int rc = 0;
 
-	for (unsigned i = 0; i < c->njobs; i++)
-		work_jobs += c->jobs[i].op != 0;
-	atomic_store(&c->next_job, 0);
-	for (unsigned t = 0; t < c->threads; t++) {
-		w[t].c = c;
-		w[t].id = t;
-	}
-	for (unsigned t = 1; t < c->threads && t < work_jobs; t++)
-		if (pthread_create(&tid[t], NULL, work, &w[t]) == 0)
-			started = t;
-		else
-			break;
-	work(&w[0]);
-	for (unsigned t = 1; t <= started; t++)
-		pthread_join(tid[t], NULL);
-	for (unsigned i = 0; i < c->njobs && rc == 0; i++) {
-		struct job *j = &c->jobs[i];
-
-		if (j->op && j->rc < 0) {
-			rc = j->rc;
-			snprintf(c->where, sizeof c->where, "%s", j->where);
-			c->fault_pos = j->pos;
-		} else {
-			rc = emit_job(c, j, out);
-		}
-	}
-	c->njobs = 0;
+	while (rc == 0 && c->head != c->tail)
+		rc = emit_oldest(c, out);
 	return rc;
 }
 
@@ -707,10 +735,10 @@ static int queue(struct codec *c, const struct stp_frame *f, unsigned op,
 	struct job *j;
 	int rc;
 
-	if (c->njobs == c->cap_jobs && (rc = drain(c, out)) < 0)
+	if (c->tail - c->head == c->cap_jobs && (rc = emit_oldest(c, out)) < 0)
 		return rc;
-	j = &c->jobs[c->njobs];
-	if (c->threads <= 1) {
+	j = &c->jobs[c->tail % c->cap_jobs];
+	if (!c->nworkers) {
 		/* Done before the next read: no need for a copy. */
 		j->src = f->payload;
 	} else {
@@ -728,6 +756,7 @@ static int queue(struct codec *c, const struct stp_frame *f, unsigned op,
 	j->start = c->start;
 	j->rowlen = c->rowlen;
 	j->rc = 0;
+	j->done = !op;
 	if (op) {
 		size_t need = out_need(c, j);
 		if (need == 0)
@@ -740,9 +769,17 @@ static int queue(struct codec *c, const struct stp_frame *f, unsigned op,
 		else
 			snprintf(j->where, sizeof j->where, "%s", c->file);
 	}
-	c->njobs++;
-	if (c->threads <= 1)
-		return drain(c, out);
+	if (!c->nworkers) {
+		c->tail++;
+		c->next++;
+		if (op)
+			j->rc = run_job(j, c->scratch[0]);
+		return emit_oldest(c, out);
+	}
+	pthread_mutex_lock(&c->lock);
+	c->tail++;
+	pthread_cond_signal(&c->work_cv);
+	pthread_mutex_unlock(&c->lock);
 	return 0;
 }
 
@@ -969,6 +1006,17 @@ static void codec_free(void *self)
 
 	if (!c)
 		return;
+	if (c->nworkers) {
+		pthread_mutex_lock(&c->lock);
+		c->stop = 1;
+		pthread_cond_broadcast(&c->work_cv);
+		pthread_mutex_unlock(&c->lock);
+		for (unsigned t = 0; t < c->nworkers; t++)
+			pthread_join(c->tid[t], NULL);
+		pthread_cond_destroy(&c->work_cv);
+		pthread_cond_destroy(&c->done_cv);
+		pthread_mutex_destroy(&c->lock);
+	}
 	for (unsigned i = 0; i < c->cap_jobs; i++) {
 		free(c->jobs[i].in);
 		free(c->jobs[i].out);
@@ -1014,6 +1062,18 @@ int stp_codec_open(struct stp_stage *out_st, unsigned ops, unsigned threads)
 		if (!c->scratch[t]) {
 			codec_free(c);
 			return STP_ENOMEM;
+		}
+	}
+	if (c->threads > 1) {
+		pthread_mutex_init(&c->lock, NULL);
+		pthread_cond_init(&c->work_cv, NULL);
+		pthread_cond_init(&c->done_cv, NULL);
+		for (unsigned t = 0; t < c->threads; t++) {
+			c->args[t].c = c;
+			c->args[t].id = t;
+			if (pthread_create(&c->tid[t], NULL, work, &c->args[t]))
+				break;
+			c->nworkers++;
 		}
 	}
 	out_st->frame = codec_frame;
