@@ -40,6 +40,8 @@ struct job {
 	uint8_t *in;                  /* owned copy when frames are queued */
 	size_t in_cap;
 	uint32_t in_len, in_crc;
+	int crc_pending;              /* the worker checks the frame's CRC */
+	uint32_t crc;
 	uint64_t pos;
 	/* the tensor, for SPLIT */
 	unsigned code;
@@ -466,6 +468,10 @@ static int run_job(struct job *j, uint8_t *scratch)
 	int rc = 0, k;
 
 	j->npieces = 1;
+	if (j->crc_pending &&
+	    (rc = stp_frame_verify(j->type, j->src, j->in_len, j->crc,
+				   &j->in_crc)) < 0)
+		return rc;
 	if (j->type == STP_F_DATA && j->op == STP_OP_CODE) {
 		/* rans-enc on bytes that are not float planes */
 		rc = code_data(j->src, j->in_len, j->out, j->piece);
@@ -666,16 +672,29 @@ static int emit_job(struct codec *c, struct job *j, struct stp_out *out)
 	return 0;
 }
 
-/* Sends the oldest frame on once it is done. */
+/* Sends the oldest frame on once it is done. Rather than sleep while it
+ * is not, the caller's thread codes waiting frames itself: progress never
+ * hangs on a worker being scheduled on a busy machine. */
 static int emit_oldest(struct codec *c, struct stp_out *out)
 {
 	struct job *j = &c->jobs[c->head % c->cap_jobs];
-	int rc;
 
 	if (c->nworkers) {
 		pthread_mutex_lock(&c->lock);
-		while (!j->done)
-			pthread_cond_wait(&c->done_cv, &c->lock);
+		while (!j->done) {
+			struct job *w;
+
+			if (c->next == c->tail) {
+				pthread_cond_wait(&c->done_cv, &c->lock);
+				continue;
+			}
+			w = &c->jobs[c->next++ % c->cap_jobs];
+			pthread_mutex_unlock(&c->lock);
+			if (w->op)
+				w->rc = run_job(w, c->scratch[c->nworkers]);
+			pthread_mutex_lock(&c->lock);
+			w->done = 1;
+		}
 		pthread_mutex_unlock(&c->lock);
 	}
 	c->head++;
@@ -684,8 +703,7 @@ static int emit_oldest(struct codec *c, struct stp_out *out)
 		c->fault_pos = j->pos;
 		return j->rc;
 	}
-	rc = emit_job(c, j, out);
-	return rc;
+	return emit_job(c, j, out);
 }
 
 /* Sends every queued frame on, in order. */
@@ -750,13 +768,18 @@ static int queue(struct codec *c, const struct stp_frame *f, unsigned op,
 	j->type = f->type;
 	j->in_len = f->len;
 	j->in_crc = f->body_crc;
+	j->crc_pending = f->crc_pending;
+	j->crc = f->crc;
 	j->pos = f->pos;
 	j->op = op;
 	j->code = c->code;
 	j->start = c->start;
 	j->rowlen = c->rowlen;
 	j->rc = 0;
-	j->done = !op;
+	/* Even a frame passed on unchanged goes through a worker, which
+	 * marks it done: a slot is reused only after the workers have moved
+	 * past it. */
+	j->done = 0;
 	if (op) {
 		size_t need = out_need(c, j);
 		if (need == 0)
@@ -920,14 +943,43 @@ static int on_end(struct codec *c, struct stp_out *out)
 	return rc;
 }
 
+/* 1 if codec_frame() will queue f for a worker (it must agree). */
+static int will_transform(const struct codec *c, const struct stp_frame *f)
+{
+	switch (f->type) {
+	case STP_F_PLANES:
+		return (c->ops & (STP_OP_CODE | STP_OP_MERGE)) != 0;
+	case STP_F_CODED:
+	case STP_F_CODED_DATA:
+		return (c->ops & STP_OP_DECODE) != 0;
+	default:
+		return 0;
+	}
+}
+
 static int codec_frame(void *self, const struct stp_frame *f,
 		       struct stp_out *out)
 {
 	struct codec *c = self;
+	struct stp_frame fv;
 	unsigned op = 0;
 	int rc = 0;
 
 	c->fault_pos = f->pos;
+	if (f->crc_pending) {
+		/* Checked here unless a worker will take the frame. */
+		fv = *f;
+		fv.crc_pending = 0;
+		if (!c->nworkers || !will_transform(c, f)) {
+			rc = stp_frame_verify(f->type, f->payload, f->len,
+					      f->crc, &fv.body_crc);
+			if (rc < 0)
+				return rc;
+		} else {
+			fv.crc_pending = 1;
+		}
+		f = &fv;
+	}
 	switch (f->type) {
 	case STP_F_FILE:
 		rc = on_file(c, f);
@@ -980,6 +1032,10 @@ static int codec_frame(void *self, const struct stp_frame *f,
 	case STP_F_END:
 		return on_end(c, out);
 	}
+	if (rc < 0 && f->crc_pending &&
+	    stp_frame_verify(f->type, f->payload, f->len, f->crc,
+			     &fv.body_crc) < 0)
+		return STP_ECRC;
 	if (rc < 0)
 		return rc;
 	return queue(c, f, op, out);
@@ -1065,10 +1121,11 @@ int stp_codec_open(struct stp_stage *out_st, unsigned ops, unsigned threads)
 		}
 	}
 	if (c->threads > 1) {
+		/* threads - 1 workers; the caller's thread is the last one */
 		pthread_mutex_init(&c->lock, NULL);
 		pthread_cond_init(&c->work_cv, NULL);
 		pthread_cond_init(&c->done_cv, NULL);
-		for (unsigned t = 0; t < c->threads; t++) {
+		for (unsigned t = 0; t + 1 < c->threads; t++) {
 			c->args[t].c = c;
 			c->args[t].id = t;
 			if (pthread_create(&c->tid[t], NULL, work, &c->args[t]))
@@ -1080,5 +1137,6 @@ int stp_codec_open(struct stp_stage *out_st, unsigned ops, unsigned threads)
 	out_st->where = codec_where;
 	out_st->free = codec_free;
 	out_st->self = c;
+	out_st->checks_crc = c->nworkers > 0;
 	return 0;
 }

@@ -10,6 +10,7 @@ int stp_run_stage(struct stp_reader *r, struct stp_stage *st,
 	struct stp_frame f;
 	int rc;
 
+	stp_reader_defer_crc(r, st->checks_crc);
 	while ((rc = stp_reader_next(r, &f)) > 0) {
 		rc = st->frame(st->self, &f, out);
 		if (rc < 0) {

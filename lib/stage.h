@@ -16,6 +16,9 @@ struct stp_stage {
 	const char *(*where)(void *self, uint64_t *pos);
 	void (*free)(void *self);
 	void *self;
+	/* 1 if the stage checks the CRCs of plane and coded frames itself
+	 * (on its worker threads): the reader then defers them. */
+	int checks_crc;
 };
 
 /* Feeds every frame of r to st, which writes to out. Returns 0 at the

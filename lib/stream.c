@@ -40,6 +40,7 @@ struct stp_reader {
 	int in_file;
 	unsigned segments;
 	int seeked;             /* totals unknown until the next segment */
+	int defer_crc;
 	struct totals t;
 };
 
@@ -197,7 +198,7 @@ static int check_end(struct stp_reader *r, const uint8_t *p, uint32_t len)
 int stp_reader_next(struct stp_reader *r, struct stp_frame *out)
 {
 	const uint8_t *h;
-	uint32_t len, crc;
+	uint32_t len;
 	unsigned type;
 	long have;
 	int rc;
@@ -227,17 +228,15 @@ int stp_reader_next(struct stp_reader *r, struct stp_frame *out)
 	if ((size_t)have < FRAME_HEADER + (size_t)len + 4)
 		return fault(r, STP_ETRUNCATED);
 	h = r->buf + r->start;
-	if (len >= 8) {
-		uint32_t head = stp_crc32(0, h, FRAME_HEADER + 8);
-
-		out->body_crc = stp_crc32(0, h + FRAME_HEADER + 8, len - 8);
-		crc = stp_crc32_combine(head, out->body_crc, len - 8);
-	} else {
+	out->crc = stp_get32(h + FRAME_HEADER + len);
+	out->crc_pending = r->defer_crc && type >= STP_F_PLANE_FIRST &&
+			   type <= STP_F_CODED_LAST;
+	if (out->crc_pending) {
 		out->body_crc = 0;
-		crc = stp_crc32(0, h, FRAME_HEADER + len);
-	}
-	if (crc != stp_get32(h + FRAME_HEADER + len))
+	} else if (stp_frame_verify(type, h + FRAME_HEADER, len, out->crc,
+				    &out->body_crc) < 0) {
 		return fault(r, STP_ECRC);
+	}
 	rc = check_grammar(r, type);
 	if (rc == 0 && type == STP_F_END)
 		rc = r->seeked ? 0 : check_end(r, h + FRAME_HEADER, len);
@@ -257,6 +256,33 @@ int stp_reader_next(struct stp_reader *r, struct stp_frame *out)
 		r->t.bytes += FRAME_HEADER + (uint64_t)len + 4;
 	}
 	return 1;
+}
+
+void stp_reader_defer_crc(struct stp_reader *r, int on)
+{
+	r->defer_crc = on;
+}
+
+int stp_frame_verify(unsigned type, const uint8_t *payload, uint32_t len,
+		     uint32_t crc, uint32_t *out_body_crc)
+{
+	uint8_t h[FRAME_HEADER];
+	uint32_t c;
+
+	h[0] = (uint8_t)type;
+	h[1] = 0;
+	stp_put16(h + 2, 0);
+	stp_put32(h + 4, len);
+	c = stp_crc32(0, h, FRAME_HEADER);
+	if (len >= 8) {
+		c = stp_crc32(c, payload, 8);
+		*out_body_crc = stp_crc32(0, payload + 8, len - 8);
+		c = stp_crc32_combine(c, *out_body_crc, len - 8);
+	} else {
+		*out_body_crc = 0;
+		c = stp_crc32(c, payload, len);
+	}
+	return c == crc ? 0 : STP_ECRC;
 }
 
 int stp_reader_seek(struct stp_reader *r, uint64_t off)

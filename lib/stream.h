@@ -43,6 +43,9 @@ struct stp_frame {
 	uint32_t body_crc;       /* CRC-32 of payload[8..len), 0 if len < 8:
 				  * file bytes of DATA frames, checksummed
 				  * without a second pass */
+	int crc_pending;         /* CRC deferred to the caller (body_crc is
+				  * then unknown): see stp_frame_verify() */
+	uint32_t crc;            /* the frame's stored CRC-32 */
 };
 
 struct stp_reader;
@@ -64,6 +67,17 @@ int stp_reader_next(struct stp_reader *r, struct stp_frame *out);
  * checked one by one as usual; the totals of that segment's END frame
  * cannot be and are not. 0 or STP_EIO. */
 int stp_reader_seek(struct stp_reader *r, uint64_t off);
+
+/* With on set, frames of the plane, model and coded families (0x10..0x3F)
+ * come back with crc_pending set instead of a checked CRC, so that a
+ * caller transforming them on other threads checks each one there. */
+void stp_reader_defer_crc(struct stp_reader *r, int on);
+
+/* Checks the CRC of a frame whose check was deferred; sets body_crc and
+ * clears crc_pending. 0 or STP_ECRC. Safe to call on any thread, on a copy
+ * of the payload (the frame header is rebuilt from type and len). */
+int stp_frame_verify(unsigned type, const uint8_t *payload, uint32_t len,
+		     uint32_t crc, uint32_t *out_body_crc);
 
 /* Input offset of the frame or header being read when an error occurred. */
 uint64_t stp_reader_pos(const struct stp_reader *r);
