@@ -248,9 +248,9 @@ static int scan_frame(struct scan *sc, const struct stp_frame *f)
 		return sc->ti.nbytes == 0 ? finish_tensor(sc) : 0;
 	case STP_F_DATA:
 	case STP_F_CODED_DATA: {
-		uint64_t n = f->len < 12 ? 0 :
-			     f->type == STP_F_DATA ? f->len - 8 :
-						     stp_get32(f->payload + 8);
+		uint64_t n = f->type == STP_F_DATA ?
+				     (f->len > 8 ? f->len - 8 : 0) :
+				     (f->len >= 12 ? stp_get32(f->payload + 8) : 0);
 		if (n == 0)
 			return STP_EFRAME;
 		sc->tot->bound += 8.0 * (double)n;
@@ -477,29 +477,28 @@ static int extract_frame(void *ctx, unsigned type, const struct iovec *v,
 	return 0;
 }
 
-int stp_extract(int fd, const char *path, const char *name, int out_fd,
-		struct stp_report *rep)
+/* One attempt: from input offset off when seeked (a TENSOR frame the
+ * index names), else from the start. *out_wrote says whether any byte of
+ * the tensor went out. */
+static int extract_from(int fd, int seeked, uint64_t off, const char *path,
+			const char *name, int out_fd, int *out_wrote)
 {
 	struct stp_reader *r = NULL;
 	struct stp_stage st = { 0 };
 	struct extract_out x = { .fd = out_fd };
 	struct stp_out out = { extract_frame, &x };
 	struct stp_frame f;
-	uint64_t off = 0;
 	char file[STP_MAX_PATH + 1] = "";
-	int rc, seeked;
+	int rc;
 
-	snprintf(rep->where, sizeof rep->where, "tensor '%s'", name);
-	rc = index_lookup(fd, path, name, &off);
-	if (rc < 0 && rc != STP_EUNSUPPORTED)
-		return rc;
-	seeked = rc == 0;
 	if ((rc = stp_reader_open(&r, fd)) < 0 ||
 	    (rc = stp_codec_open(&st, STP_OP_DECODE | STP_OP_MERGE, 1)) < 0)
 		goto out;
-	if (seeked && (rc = stp_reader_seek(r, off)) < 0)
-		goto out;
-	for (;;) {
+	if (seeked)
+		rc = stp_reader_seek(r, off);
+	else
+		(void)lseek(fd, 0, SEEK_SET);   /* a pipe cannot, nor need to */
+	while (rc == 0) {
 		int got = stp_reader_next(r, &f);
 
 		if (got <= 0) {
@@ -511,7 +510,7 @@ int stp_extract(int fd, const char *path, const char *name, int out_fd,
 			if (stp_file_parse(f.payload, f.len, &fi) == 0)
 				snprintf(file, sizeof file, "%.*s",
 					 (int)fi.pathlen, fi.path);
-		} else if (f.type == STP_F_TENSOR) {
+		} else if (f.type == STP_F_TENSOR && !x.active) {
 			struct stp_tensor_info t;
 
 			if ((rc = stp_tensor_parse(f.payload, f.len, &t)) < 0)
@@ -531,9 +530,30 @@ int stp_extract(int fd, const char *path, const char *name, int out_fd,
 		if (x.active && x.left == 0)
 			break;
 	}
+	*out_wrote = x.active;
 out:
 	if (st.free)
 		st.free(st.self);
 	stp_reader_free(r);
 	return rc;
+}
+
+int stp_extract(int fd, const char *path, const char *name, int out_fd,
+		struct stp_report *rep)
+{
+	uint64_t off = 0;
+	int rc, wrote = 0;
+
+	snprintf(rep->where, sizeof rep->where, "tensor '%s'", name);
+	rc = index_lookup(fd, path, name, &off);
+	if (rc == STP_ENOMEM)
+		return rc;
+	if (rc == 0) {
+		rc = extract_from(fd, 1, off, path, name, out_fd, &wrote);
+		if (rc == 0 || wrote)
+			return rc;
+	}
+	/* No index, or one that does not lead to the tensor (it may sit in
+	 * an earlier segment, or the index may be stale): read in order. */
+	return extract_from(fd, 0, 0, path, name, out_fd, &wrote);
 }

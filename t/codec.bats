@@ -154,6 +154,15 @@ impls() {
 	stpipe compress -c ../m.safetensors | stpipe decompress -c | cmp "$FIX/dtype-BF16.safetensors" -
 }
 
+@test "stpipe info reads every dtype, scalars and zero-size tensors included" {
+	for f in $(good_files); do
+		stpipe compress -q -f "$f" -o x.stz
+		run stpipe info x.stz
+		assert_success
+		assert_output --partial "total: 1 files"
+	done
+}
+
 @test "stpipe info prints a table and TSV with the documented columns" {
 	stpipe compress -q "$FIX/model" -o m.stz
 	run stpipe info m.stz --tsv

@@ -12,6 +12,8 @@
 #   good-NAME.expect/   the files it holds, at their paths; absent when it
 #                       holds none (git keeps no empty folder)
 #   bad-NAME.stp        a stream that breaks exactly one rule, named by NAME
+#   coded/              the same for the frames of formats/planes.md and
+#                       formats/rans.md, written by t/mkvectors-coded.tcl
 #
 # The listing comes from what this writer put in the stream, not from a
 # reader, so a reader's listing is checked against an independent one.
@@ -392,10 +394,10 @@ proc vec::make_good {} {
 
     # Skippable metadata frames before, inside and after a file.
     begin; header
-    other 0xF0 "index: notes.txt"
+    other 0xF2 "comment: notes.txt"
     file_begin notes.txt 2 $text
     data 6
-    other 0xF0 "between DATA frames"
+    other 0xF2 "between DATA frames"
     data [expr {[string length $text] - 6}]
     file_end
     other 0xFE ""
@@ -541,7 +543,7 @@ proc vec::make_bad {} {
             frame 2 "[binary format wuwuiucucusu 0 4 0 3 0 1]F32x"
             end
         }
-        undecoded-frame {header; other 0x10 "plane"; plain a.txt "abc\n"; end}
+        undecoded-frame {header; other 0x20 "model"; plain a.txt "abc\n"; end}
         frame-type-core-reserved {header; other 0x05 "later"; end}
         frame-type-40 {header; other 0x40 "later"; end}
         frame-type-ff {header; other 0xFF "later"; end}
@@ -664,6 +666,8 @@ proc vec::main {argv} {
     file delete -force {*}[glob -nocomplain -directory $dir good-* bad-*]
     make_good
     make_bad
+    make_coded
 }
 
+source [file join [file dirname [info script]] mkvectors-coded.tcl]
 vec::main $argv

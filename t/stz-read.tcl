@@ -1,13 +1,23 @@
 #!/usr/bin/env tclsh
 # stz-read.tcl -- a second reader of the stpipe stream, written only from
-# formats/stream.md, so that the spec and the C code cannot drift apart.
+# formats/stream.md, formats/planes.md and formats/rans.md, so that the
+# specs and the C code cannot drift apart.
 #
 # Usage: tclsh t/stz-read.tcl [--extract DIR] FILE
 #
-# Reads the stream in FILE (- for standard input) as the final stage would,
-# checks every rule the spec gives a reader, and prints the listing that
-# the spec defines ("Test vectors", "Listing"), one line per frame.  With
-# --extract it also writes the files the stream holds below DIR.
+# Reads the stream in FILE (- for standard input) as the whole decoding
+# pipeline would (rans-dec | fp8-exp -d | st-join): PLANES, CODED and
+# CODED_DATA frames are decoded (by t/rans-read.tcl) into the bytes of the
+# DATA frames they replace, and INDEX and INDEX_LOC frames are checked
+# against the frames they point at.  It checks every rule the specs give a
+# reader, and prints the listing that they define (stream.md "Listing",
+# planes.md "Listing"), one line per frame.  With --extract it also writes
+# the files the stream holds below DIR.
+#
+# The index is skippable metadata that the final stage ignores, and the
+# specs do not say whether a wrong one makes a stream invalid; this reader
+# rejects it, so that what the C writer indexes is checked too (the
+# vectors t/vectors/coded/bad-index-* say so).
 #
 # The listing and the files appear only when the whole stream is valid.
 # On the first violation it prints one line "stz-read: offset N: what"
@@ -17,6 +27,8 @@
 #
 # The whole input and every file it holds stay in memory: this is a test
 # tool for small vectors, not a stage.
+
+source [file join [file dirname [info script]] rans-read.tcl]
 
 namespace eval stz {
     # Stream header and frame constants ("Stream header", "Frames").
@@ -37,6 +49,16 @@ namespace eval stz {
     variable seg           ;# state of the segment being read
     variable file          ;# state of the open file, "" between files
     variable tensor        ;# state of the tensor whose DATA is due
+}
+
+# Reject the stream if script throws a body or plane error (STZ-BODY): the
+# message names the frame at off and what part of it.
+proc stz::checked {off what script} {
+    try {
+        return [uplevel 1 $script]
+    } trap STZ-BODY {msg} {
+        fail $off "$what: $msg"
+    }
 }
 
 # Reject the stream: the message names the offset of the culprit.
@@ -115,7 +137,8 @@ proc stz::segment {start} {
     variable seg
     variable file
     variable tensor
-    set seg [dict create start $start frames 0 files 0 paths {}]
+    set seg [dict create start $start frames 0 files 0 paths {} \
+        targets {} indexes {} loc 0]
     set file ""
     set tensor ""
     set off [expr {$start + 16}]
@@ -125,11 +148,19 @@ proc stz::segment {start} {
             frame_end $off $payload
             return $next
         }
+        if {[dict get $seg loc]} {
+            fail $off [format "frame type 0x%02x after INDEX_LOC, which must be the last before END" $type]
+        }
         switch -- $type {
             1 { frame_file $off $payload }
             2 { frame_tensor $off $payload }
             3 { frame_data $off $payload }
             4 { frame_file_end $off $payload }
+            16 { frame_planes $off $payload }
+            48 { frame_coded $off $payload }
+            49 { frame_coded_data $off $payload }
+            240 { frame_index $off $payload }
+            241 { frame_index_loc $off $payload }
             default { frame_other $off $type $payload }
         }
         dict incr seg frames
@@ -208,6 +239,7 @@ proc stz::frame_file {off payload} {
     }
     dict lappend seg paths $path
     dict incr seg files
+    dict set seg targets [expr {$off - [dict get $seg start]}] [list 1 $path $path]
     set file [dict create path $path kind $kind mode $mode mtime $mtime \
         size $size pos 0 crc 0 bytes "" tensors 0]
     set kindname [expr {$kind == 1 ? "safetensors" : "other"}]
@@ -236,6 +268,7 @@ proc stz::check_path {off path} {
 
 # TENSOR (0x02): describe the tensor whose DATA follows ("TENSOR (0x02)").
 proc stz::frame_tensor {off payload} {
+    variable seg
     variable file
     variable tensor
     variable ESIZE
@@ -292,19 +325,20 @@ proc stz::frame_tensor {off payload} {
         fail $off "TENSOR $shown: ends past the FILE size $size"
     }
     dict incr file tensors
+    dict set seg targets [expr {$off - [dict get $seg start]}] \
+        [list 2 $name [dict get $file path]]
     if {$nbytes > 0} {
-        set tensor [dict create name $name esize $esize end [expr {$offset + $nbytes}]]
+        set rowlen [expr {$ndim == 0 ? 1 : [lindex $shape end]}]
+        set tensor [dict create name $name esize $esize dtype $dtype \
+            begin $offset end [expr {$offset + $nbytes}] rowlen $rowlen]
     }
     emit [format "TENSOR %u %s %s \[%s\] %s %s" \
         $index $shown $dtype [join $shape ,] $offset $nbytes]
 }
 
-# DATA (0x03): the file's next bytes ("Files", "DATA (0x03)"; element
-# boundaries from "TENSOR (0x02)").
+# DATA (0x03): the file's next bytes ("Files", "DATA (0x03)").
 proc stz::frame_data {off payload} {
     variable file
-    variable tensor
-    variable UNKNOWN_SIZE
     if {$file eq ""} {
         fail $off "DATA outside a file"
     }
@@ -313,33 +347,329 @@ proc stz::frame_data {off payload} {
         fail $off "DATA payload of $len bytes, needs at least 9"
     }
     binary scan $payload wu offset
-    set n [expr {$len - 8}]
+    file_bytes $off DATA $offset [string range $payload 8 end]
+    emit "DATA $offset [expr {$len - 8}]"
+}
+
+# Add bytes at file offset to the open file, as the DATA frame that a
+# frame of type what (DATA or one that replaces a DATA frame) holds
+# ("DATA (0x03)"; element boundaries from "TENSOR (0x02)").
+proc stz::file_bytes {off what offset bytes} {
+    variable file
+    variable tensor
+    variable UNKNOWN_SIZE
+    if {$file eq ""} {
+        fail $off "$what outside a file"
+    }
+    set n [string length $bytes]
     set pos [dict get $file pos]
     if {$offset != $pos} {
-        fail $off "DATA offset $offset, the file's next byte is $pos"
+        fail $off "$what offset $offset, the file's next byte is $pos"
     }
     set end [expr {$pos + $n}]
     set size [dict get $file size]
     if {$size != $UNKNOWN_SIZE && $end > $size} {
-        fail $off "DATA ends at $end, past the FILE size $size"
+        fail $off "$what ends at $end, past the FILE size $size"
     }
     if {$tensor ne ""} {
         set shown [esc [dict get $tensor name]]
         if {$end > [dict get $tensor end]} {
-            fail $off "DATA ends at $end, past the end of tensor $shown"
+            fail $off "$what ends at $end, past the end of tensor $shown"
         }
         if {$n % [dict get $tensor esize] != 0} {
-            fail $off "DATA of $n bytes splits an element of tensor $shown"
+            fail $off "$what of $n bytes splits an element of tensor $shown"
         }
         if {$end == [dict get $tensor end]} {
             set tensor ""
         }
     }
-    set bytes [string range $payload 8 end]
     dict set file pos $end
     dict set file crc [crc32 $bytes [dict get $file crc]]
     dict append file bytes $bytes
-    emit "DATA $offset $n"
+}
+
+# ---------------------------------------------------------------------------
+# Plane, coded and index frames (formats/planes.md, formats/rans.md)
+
+# Read the header that PLANES and CODED share ("PLANES (0x10)", "CODED
+# (0x30)") and check what it says alone: return a dict of its fields, the
+# plane or body lengths and the planes or bodies themselves (parts).  The
+# u16 at offset 14 comes back as field14: reserved in PLANES, the layout
+# in CODED.
+proc stz::planes_header {off what payload} {
+    set len [string length $payload]
+    if {$len < 32} {
+        fail $off "$what payload of $len bytes, needs at least 32"
+    }
+    binary scan $payload wuiucucusuwuwu offset count code nplanes field14 rowlen column
+    if {$count < 1} {
+        fail $off "$what count 0, must be at least 1"
+    }
+    lassign [checked $off $what {planes::dtype $code}] dtype width want
+    if {$nplanes != $want} {
+        fail $off "$what of $dtype has $nplanes planes, must be $want"
+    }
+    set at [expr {32 + 4 * $nplanes}]
+    if {$len < $at} {
+        fail $off "$what payload of $len bytes, needs $at for its $nplanes lengths"
+    }
+    binary scan $payload @32iu$nplanes lengths
+    set total [tcl::mathop::+ $at {*}$lengths]
+    if {$len != $total} {
+        fail $off "$what payload of $len bytes, its lengths need $total"
+    }
+    set parts {}
+    foreach n $lengths {
+        lappend parts [string range $payload $at [expr {$at + $n - 1}]]
+        incr at $n
+    }
+    return [dict create offset $offset count $count code $code dtype $dtype \
+        width $width field14 $field14 rowlen $rowlen column $column \
+        lengths $lengths parts $parts]
+}
+
+# Fail unless the PLANES or CODED frame whose header is h may replace the
+# next DATA frame of the open tensor: same file offset, the tensor's dtype,
+# its row length (last dimension, 1 for a scalar) and the first value's
+# position in its row ("PLANES (0x10)").
+proc stz::planes_place {off what h} {
+    variable file
+    variable tensor
+    if {$file eq ""} {
+        fail $off "$what outside a file"
+    }
+    if {$tensor eq ""} {
+        fail $off "$what outside a tensor's DATA frames"
+    }
+    set shown [esc [dict get $tensor name]]
+    set offset [dict get $h offset]
+    set pos [dict get $file pos]
+    if {$offset != $pos} {
+        fail $off "$what offset $offset, the file's next byte is $pos"
+    }
+    if {[dict get $h dtype] ne [dict get $tensor dtype]} {
+        fail $off "$what of [dict get $h dtype] in tensor $shown of [esc [dict get $tensor dtype]]"
+    }
+    set rowlen [dict get $tensor rowlen]
+    if {[dict get $h rowlen] != $rowlen} {
+        fail $off "$what rowlen [dict get $h rowlen], tensor $shown has rows of $rowlen"
+    }
+    set index [expr {($offset - [dict get $tensor begin]) / [dict get $h width]}]
+    set column [expr {$index % $rowlen}]
+    if {[dict get $h column] != $column} {
+        fail $off "$what column [dict get $h column], its first value is at column $column"
+    }
+}
+
+# Fail unless the plane lengths of header h are those its count and dtype
+# imply.
+proc stz::check_plane_lengths {off what h} {
+    dict with h {}
+    set i 0
+    foreach got $lengths want [planes::lengths $code $count] {
+        if {$got != $want} {
+            fail $off "$what plane $i of $got bytes, $count values of $dtype need $want"
+        }
+        incr i
+    }
+}
+
+# Return a coded body as the listing shows it: method ":" length, or "-"
+# for no body.
+proc stz::body_text {body} {
+    if {$body eq ""} {
+        return -
+    }
+    return "[rans::method_name $body]:[string length $body]"
+}
+
+# PLANES (0x10): the values of a DATA frame, split into planes.
+proc stz::frame_planes {off payload} {
+    set h [planes_header $off PLANES $payload]
+    dict with h {}
+    if {$field14 != 0} {
+        fail $off "PLANES reserved field is $field14"
+    }
+    planes_place $off PLANES $h
+    check_plane_lengths $off PLANES $h
+    set bytes [checked $off PLANES {planes::merge $code $count $parts}]
+    file_bytes $off PLANES $offset $bytes
+    emit "PLANES $offset $count $dtype $rowlen $column [join $lengths ,]"
+}
+
+# CODED (0x30): the planes of a PLANES frame, each a coded body (layout
+# 0), or the values of a 1-byte dtype as one body (layout 1).
+proc stz::frame_coded {off payload} {
+    variable MAX_PAYLOAD
+    set h [planes_header $off CODED $payload]
+    dict with h {}
+    set layout $field14
+    planes_place $off CODED $h
+    set want [planes::lengths $code $count]
+    set planes_len [tcl::mathop::+ [expr {32 + 4 * [llength $want]}] {*}$want]
+    if {$planes_len > $MAX_PAYLOAD} {
+        fail $off "CODED of $count values: its PLANES payload of $planes_len bytes is over the 8 MiB cap"
+    }
+    switch -- $layout {
+        0 {
+            set planelist {}
+            set i 0
+            foreach body $parts n $want {
+                lappend planelist [checked $off "CODED body $i" {rans::decode $body $n}]
+                incr i
+            }
+            set bytes [checked $off CODED {planes::merge $code $count $planelist}]
+        }
+        1 {
+            if {$width != 1} {
+                fail $off "CODED layout 1 for $dtype, a dtype of $width bytes"
+            }
+            foreach n [lrange $lengths 1 end] {
+                if {$n != 0} {
+                    fail $off "CODED layout 1 with a body of $n bytes after body 0"
+                }
+            }
+            set bytes [checked $off "CODED body 0" {rans::decode [lindex $parts 0] $count}]
+        }
+        default {
+            fail $off "CODED layout $layout is neither 0 nor 1"
+        }
+    }
+    file_bytes $off CODED $offset $bytes
+    set bodies {}
+    foreach body $parts {
+        lappend bodies [body_text $body]
+    }
+    emit "CODED $offset $count $dtype $rowlen $column $layout [join $bodies ,]"
+}
+
+# CODED_DATA (0x31): the bytes of a DATA frame as one coded body.
+proc stz::frame_coded_data {off payload} {
+    variable file
+    variable MAX_PAYLOAD
+    if {$file eq ""} {
+        fail $off "CODED_DATA outside a file"
+    }
+    set len [string length $payload]
+    if {$len < 13} {
+        fail $off "CODED_DATA payload of $len bytes, needs at least 13"
+    }
+    binary scan $payload wuiu offset n
+    if {$n < 1 || $n > $MAX_PAYLOAD - 8} {
+        fail $off "CODED_DATA n = $n, outside 1..[expr {$MAX_PAYLOAD - 8}]"
+    }
+    set body [string range $payload 12 end]
+    set bytes [checked $off CODED_DATA {rans::decode $body $n}]
+    file_bytes $off CODED_DATA $offset $bytes
+    emit "CODED_DATA $offset $n [body_text $body]"
+}
+
+# Read the unsigned LEB128 varint at pos of an INDEX payload; return
+# {value next-pos}.
+proc stz::varint {off payload pos} {
+    variable U64_MAX
+    set len [string length $payload]
+    set value 0
+    for {set i 0} {$i < 10} {incr i} {
+        if {$pos >= $len} {
+            fail $off "INDEX ends inside a varint"
+        }
+        binary scan $payload @${pos}cu b
+        incr pos
+        set value [expr {$value | (($b & 0x7F) << (7 * $i))}]
+        if {$b < 0x80} {
+            if {$value > $U64_MAX} {
+                fail $off "INDEX varint over 64 bits"
+            }
+            return [list $value $pos]
+        }
+    }
+    fail $off "INDEX varint longer than 10 bytes"
+}
+
+# INDEX (0xF0): the segment offsets of FILE and TENSOR frames, which must
+# be the frames the entries name ("INDEX (0xF0) and INDEX_LOC (0xF1)").
+proc stz::frame_index {off payload} {
+    variable seg
+    set len [string length $payload]
+    if {$len < 4} {
+        fail $off "INDEX payload of $len bytes, needs at least 4"
+    }
+    binary scan $payload iu count
+    set pos 4
+    set name ""
+    set at 0
+    set owner ""
+    set shown {}
+    for {set i 0} {$i < $count} {incr i} {
+        if {$pos + 2 > $len} {
+            fail $off "INDEX ends inside entry $i of $count"
+        }
+        binary scan $payload @${pos}cucu kind shared
+        incr pos 2
+        if {$kind != 1 && $kind != 2} {
+            fail $off "INDEX entry $i: kind $kind is neither 1 nor 2"
+        }
+        if {$shared > [string length $name]} {
+            fail $off "INDEX entry $i shares $shared bytes of a name of [string length $name]"
+        }
+        lassign [varint $off $payload $pos] suffix pos
+        lassign [varint $off $payload $pos] delta pos
+        if {$pos + $suffix > $len} {
+            fail $off "INDEX entry $i: name ends past the payload"
+        }
+        if {$i > 0 && $delta == 0} {
+            fail $off "INDEX entry $i: offset delta 0, entries go in stream order"
+        }
+        set name "[string range $name 0 $shared-1][string range $payload $pos [expr {$pos + $suffix - 1}]]"
+        incr pos $suffix
+        incr at $delta
+        set owner [index_target $off $i $kind $name $at $owner]
+        lappend shown "[expr {$kind == 1 ? "F" : "T"}]:$at:[esc $name]"
+    }
+    if {$pos != $len} {
+        fail $off "INDEX has [expr {$len - $pos}] bytes after its $count entries"
+    }
+    dict set seg indexes [expr {$off - [dict get $seg start]}] 1
+    emit [string trimright "INDEX $count [join $shown " "]"]
+}
+
+# Fail unless entry i of an INDEX (kind, name, segment offset at) lands on
+# the FILE or TENSOR frame it names, and a TENSOR on one of the file that
+# the last FILE entry (owner) named.  Return the owner for the next entry.
+proc stz::index_target {off i kind name at owner} {
+    variable seg
+    set what [expr {$kind == 1 ? "FILE" : "TENSOR"}]
+    if {![dict exists $seg targets $at]} {
+        fail $off "INDEX entry $i: segment offset $at holds no FILE or TENSOR frame"
+    }
+    lassign [dict get $seg targets $at] tkind tname tfile
+    if {$tkind != $kind || $tname ne $name} {
+        fail $off "INDEX entry $i: $what [esc $name] at segment offset $at, the frame there is another"
+    }
+    if {$kind == 1} {
+        return $name
+    }
+    if {$tfile ne $owner} {
+        fail $off "INDEX entry $i: tensor [esc $name] is not in the file of the last FILE entry"
+    }
+    return $owner
+}
+
+# INDEX_LOC (0xF1): where the segment's INDEX is; the last frame before
+# END.
+proc stz::frame_index_loc {off payload} {
+    variable seg
+    set len [string length $payload]
+    if {$len != 8} {
+        fail $off "INDEX_LOC payload of $len bytes, must be 8"
+    }
+    binary scan $payload wu at
+    if {![dict exists $seg indexes $at]} {
+        fail $off "INDEX_LOC points at segment offset $at, which holds no INDEX frame"
+    }
+    dict set seg loc 1
+    emit "INDEX_LOC $at"
 }
 
 # FILE_END (0x04): verify and close the file ("FILE_END (0x04)").
@@ -411,8 +741,8 @@ proc stz::frame_end {off payload} {
 }
 
 # Any other type ("Frame types"): the final stage skips metadata frames
-# 0xF0..0xFE and fails on the rest, which a missing stage should have
-# decoded.
+# (0xF2..0xFE here: INDEX and INDEX_LOC have their own procs) and fails on
+# the rest, which a missing stage should have decoded.
 proc stz::frame_other {off type payload} {
     if {$type >= 0xF0 && $type <= 0xFE} {
         emit [format "SKIP %02x %u" $type [string length $payload]]
