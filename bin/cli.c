@@ -11,6 +11,7 @@
 
 #include "../lib/crc32.h"
 #include "../lib/error.h"
+#include "../lib/model.h"
 #include "../lib/planes.h"
 #include "../lib/rans.h"
 #include "../lib/stage.h"
@@ -169,4 +170,14 @@ int cli_check_impl(void)
 		return cli_usage("STP_IMPL=%s: not a variant this CPU runs "
 				 "(scalar, avx2, avx512)", getenv("STP_IMPL"));
 	return 0;
+}
+
+int cli_model(const char *arg)
+{
+	if (strcmp(arg, "order0") == 0)
+		return 0;
+	if (strcmp(arg, "adaptive0") == 0)
+		return STP_MODEL_ADAPTIVE0;
+	cli_usage("unknown model kind '%s' (known: order0, adaptive0)", arg);
+	return -1;
 }

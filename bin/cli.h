@@ -41,6 +41,10 @@ int cli_run_stage(struct stp_stage *st);
  * message and EXIT_USAGE. */
 int cli_check_impl(void);
 
+/* Parses a -m argument: 0 for "order0" (static tables), else a model
+ * kind of lib/model.h; -1 after a usage message. */
+int cli_model(const char *arg);
+
 /* Parses a -T argument: a thread count from 1 to 64, or 0 for one per
  * online CPU. Returns the count, or -1 after a usage message. */
 int cli_threads(const char *arg);

@@ -49,7 +49,7 @@ int main(int argc, char **argv)
 	if (cli_check_impl())
 		return EXIT_USAGE;
 	rc = stp_codec_open(&st, decode ? STP_OP_MERGE : STP_OP_SPLIT,
-			    (unsigned)threads);
+			    (unsigned)threads, 0);
 	if (rc < 0)
 		return cli_fail(rc, "");
 	return cli_run_stage(&st);

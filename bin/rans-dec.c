@@ -48,7 +48,7 @@ int main(int argc, char **argv)
 		return cli_usage("unexpected argument '%s'", argv[optind]);
 	if (cli_check_impl())
 		return EXIT_USAGE;
-	if ((rc = stp_codec_open(&st, STP_OP_DECODE, (unsigned)threads)) < 0)
+	if ((rc = stp_codec_open(&st, STP_OP_DECODE, (unsigned)threads, 0)) < 0)
 		return cli_fail(rc, "");
 	return cli_run_stage(&st);
 }

@@ -13,6 +13,8 @@ static const char usage[] =
 	"An index of files and tensors is written before each END frame.\n"
 	"Every other frame passes through unchanged.\n"
 	"\n"
+	"  -m, --model=KIND   order0 (default: a static table per plane) or\n"
+	"                     adaptive0 (MODEL frames, adaptive counts)\n"
 	"  -T, --threads=N    use N threads (0: one per CPU; default 1);\n"
 	"                     the output is the same for every N\n"
 	"  -h, --help         show this help and exit\n"
@@ -26,17 +28,22 @@ static const char usage[] =
 int main(int argc, char **argv)
 {
 	static const struct option longs[] = {
+		{ "model", required_argument, NULL, 'm' },
 		{ "threads", required_argument, NULL, 'T' },
 		{ "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, 'V' },
 		{ 0 }
 	};
 	struct stp_stage st;
-	int c, threads = 1, rc;
+	int c, threads = 1, model_kind = 0, rc;
 
 	cli_init("rans-enc");
-	while ((c = getopt_long(argc, argv, "T:hV", longs, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "m:T:hV", longs, NULL)) != -1) {
 		switch (c) {
+		case 'm':
+			if ((model_kind = cli_model(optarg)) < 0)
+				return EXIT_USAGE;
+			break;
 		case 'T':
 			if ((threads = cli_threads(optarg)) < 0)
 				return EXIT_USAGE;
@@ -50,7 +57,8 @@ int main(int argc, char **argv)
 		return cli_usage("unexpected argument '%s'", argv[optind]);
 	if (cli_check_impl())
 		return EXIT_USAGE;
-	if ((rc = stp_codec_open(&st, STP_OP_CODE, (unsigned)threads)) < 0)
+	if ((rc = stp_codec_open(&st, STP_OP_CODE, (unsigned)threads,
+				 (unsigned)model_kind)) < 0)
 		return cli_fail(rc, "");
 	return cli_run_stage(&st);
 }

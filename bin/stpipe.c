@@ -34,7 +34,9 @@ static const char usage[] =
 	"  -c, --stdout        write to standard output\n"
 	"  -f, --force         overwrite existing output\n"
 	"  -k, --keep          keep input files (always so; for zstd/xz habits)\n"
-	"  -m, --model=KIND    exponent model: order0 (default)\n"
+	"  -m, --model=KIND    exponent model: order0 (default: a static table\n"
+	"                      per plane) or adaptive0 (adaptive counts; smaller,\n"
+	"                      decodes about 10x slower)\n"
 	"  -T, --threads=N     threads (0: one per CPU; default 1); same output\n"
 	"  -q, --quiet         no progress, no summary\n"
 	"  -v, --verbose       print a summary line\n"
@@ -51,6 +53,7 @@ struct opts {
 	const char *file;
 	int to_stdout, force, verbose, tsv;
 	unsigned threads;
+	unsigned model;           /* 0: static order-0 tables */
 };
 
 static double now(void)
@@ -119,7 +122,7 @@ static int cmd_compress(struct opts *o, char **in, int nin)
 			return cli_fail(fd, o->out);
 	}
 	rc = stp_compress((const char *const *)in, nin, fd, o->threads,
-			  progress, "compress", &rep);
+			  o->model, progress, "compress", &rep);
 	if (rc == 0 && o->out) {
 		if (fstat(fd, &st) < 0 || close(fd) < 0)
 			rc = STP_EIO;
@@ -384,8 +387,9 @@ int main(int argc, char **argv)
 		case 'f': o.force = 1; break;
 		case 'k': break;
 		case 'm':
-			if (strcmp(optarg, "order0") != 0)
-				return cli_usage("unknown model kind '%s' (known: order0)", optarg);
+			if ((t = cli_model(optarg)) < 0)
+				return EXIT_USAGE;
+			o.model = (unsigned)t;
 			break;
 		case 'T':
 			if ((t = cli_threads(optarg)) < 0)

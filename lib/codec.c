@@ -11,6 +11,7 @@
 
 #include "codec.h"
 #include "error.h"
+#include "model.h"
 #include "planes.h"
 #include "rans.h"
 
@@ -24,6 +25,7 @@
 #define SM_MIN_GAIN 32
 #define SM_SMALL 65536
 #define MAX_THREADS 64
+#define MAX_MODELS 16             /* MODEL frames per segment */
 #define WHERE_MAX (STP_MAX_PATH + 700)
 
 struct piece {
@@ -46,6 +48,11 @@ struct job {
 	/* the tensor, for SPLIT */
 	unsigned code;
 	uint64_t start, rowlen;
+	/* the models of the segment: the one to code exponents with (CODE),
+	 * all of them (DECODE); read-only while jobs run */
+	const struct stp_model *model;
+	struct stp_model *const *models;
+	unsigned nmodels;
 	uint8_t *out;
 	size_t out_cap;
 	struct piece piece[MAX_OUT_FRAMES];
@@ -70,6 +77,11 @@ struct index_entry {
 struct codec {
 	unsigned ops;
 	unsigned threads;
+	unsigned model_kind;
+	/* models of the segment: parsed from MODEL frames (DECODE) or made
+	 * and sent (CODE); freed when the segment ends and every job is done */
+	struct stp_model *models[MAX_MODELS];
+	unsigned nmodels;
 	/* A ring of frames in arrival order: [head, next) are handed to the
 	 * workers or done, [next, tail) wait for one, all are emitted from
 	 * head in order. */
@@ -171,14 +183,15 @@ static int split_data(struct job *j, const uint8_t *payload, uint32_t len,
 	return 0;
 }
 
-/* Worst-case CODED size of a PLANES frame, header included. */
-static size_t coded_bound(const struct stp_planes_hdr *h)
+/* Room the CODED frame of a PLANES frame needs, header included, with
+ * space for a model-coded exponent body beside the static one. */
+static size_t coded_bound(const struct stp_planes_hdr *h, int model)
 {
 	size_t n = stp_planes_hdr_size(h);
 
 	for (unsigned i = 0; i < h->nplanes; i++)
 		n += stp_rans_bound(h->len[i]);
-	return n;
+	return n + (model ? stp_model_bound(h->len[0]) : 0);
 }
 
 /* Checks a PLANES payload: header, layout and plane lengths. Returns the
@@ -220,11 +233,38 @@ static int joint_pays(const struct stp_planes_hdr *h, const uint8_t *planes,
 	       cost0(planes, h->len[0]) + cost0(planes + h->len[0], h->len[1]);
 }
 
+/* Codes the exponent plane with the model too, after the static body of
+ * *clen bytes at out (which has room for both); keeps the smaller. */
+static int code_with_model(const struct stp_model *m,
+			   const struct stp_planes_hdr *h, const uint8_t *plane,
+			   uint8_t *out, size_t *clen)
+{
+	struct stp_model_plane mp = {
+		.sym = plane, .n = h->len[0], .rowlen = h->rowlen,
+		.column = h->column,
+	};
+	uint8_t *alt = out + stp_rans_bound(h->len[0]);
+	size_t mlen;
+	int rc = stp_model_encode(m, &mp, 0, alt, stp_model_bound(h->len[0]),
+				  &mlen);
+
+	if (rc == STP_ERANGE)
+		return 0;     /* a symbol the model cannot code: static */
+	if (rc < 0)
+		return rc;
+	if (mlen < *clen) {
+		memmove(out, alt, mlen);
+		*clen = mlen;
+	}
+	return 0;
+}
+
 /* PLANES payload p -> CODED frame at out (room: coded_bound). values are
  * the chunk's original bytes when the caller has them, else NULL and tmp
  * (room for the values) is used to rebuild them for 1-byte dtypes. */
-static int code_planes(const uint8_t *p, size_t len, uint8_t *out,
-		       struct piece *pc, const uint8_t *values, uint8_t *tmp)
+static int code_planes(const struct stp_model *model, const uint8_t *p,
+		       size_t len, uint8_t *out, struct piece *pc,
+		       const uint8_t *values, uint8_t *tmp)
 {
 	struct stp_planes_hdr h;
 	const uint8_t *src;
@@ -257,6 +297,10 @@ static int code_planes(const uint8_t *p, size_t len, uint8_t *out,
 					     stp_rans_bound(h.len[i]), &clen);
 			if (rc < 0)
 				return rc;
+			if (i == 0 && model &&
+			    (rc = code_with_model(model, &h, src, out + at,
+						  &clen)) < 0)
+				return rc;
 			if (i > 0 && h.len[i] > SM_SMALL &&
 			    clen > h.len[i] - h.len[i] / SM_MIN_GAIN) {
 				/* A raw body (formats/rans.md, method 0). */
@@ -278,6 +322,26 @@ static int code_planes(const uint8_t *p, size_t len, uint8_t *out,
 	pc->body_off = pc->hdr_len;
 	pc->body_len = at - pc->hdr_len;
 	return 0;
+}
+
+/* Decodes one body into n bytes: bodies coded with a model (method 4)
+ * through the segment's models, every other method by lib/rans.c. Plane 0
+ * of a CODED frame has its rows; other bodies use rowlen 1, column 0
+ * (formats/model.md). */
+static int decode_body(const struct job *j, const uint8_t *in, size_t len,
+		       uint8_t *out, size_t n, uint64_t rowlen, uint64_t column)
+{
+	uint32_t id;
+
+	if (len == 0 || in[0] != STP_RANS_MODEL)
+		return stp_rans_decode(in, len, out, n);
+	if (stp_model_body_id(in, len, &id) < 0)
+		return STP_ETRUNCATED;
+	for (unsigned i = 0; i < j->nmodels; i++)
+		if (j->models[i]->id == id)
+			return stp_model_decode(j->models[i], in, len, out, n,
+						rowlen, column);
+	return STP_ECORRUPT;      /* no MODEL frame before it */
 }
 
 /* Checks a CODED header and its layout; on success *body is the offset of
@@ -313,8 +377,8 @@ static int check_coded(const uint8_t *p, size_t len, struct stp_planes_hdr *h,
 
 /* CODED payload p -> PLANES frame at out (room: STP_MAX_PAYLOAD); tmp
  * holds the values of a joint layout (room: STP_MAX_PAYLOAD). */
-static int decode_coded(const uint8_t *p, size_t len, uint8_t *out,
-			struct piece *pc, uint8_t *tmp)
+static int decode_coded(const struct job *j, const uint8_t *p, size_t len,
+			uint8_t *out, struct piece *pc, uint8_t *tmp)
 {
 	struct stp_planes_hdr h, want;
 	size_t src, at;
@@ -342,8 +406,9 @@ static int decode_coded(const uint8_t *p, size_t len, uint8_t *out,
 		at += want.len[0] + want.len[1];
 	} else {
 		for (unsigned i = 0; i < h.nplanes; i++) {
-			rc = stp_rans_decode(p + src, h.len[i], out + at,
-					     want.len[i]);
+			rc = decode_body(j, p + src, h.len[i], out + at,
+					 want.len[i], i ? 1 : h.rowlen,
+					 i ? 0 : h.column);
 			if (rc < 0)
 				return rc;
 			src += h.len[i];
@@ -361,8 +426,8 @@ static int decode_coded(const uint8_t *p, size_t len, uint8_t *out,
 
 /* A CODED frame of joint layout straight to a DATA frame: the decoded
  * symbols are the values. */
-static int decode_joint_data(const uint8_t *p, size_t len, uint8_t *out,
-			     struct piece *pc)
+static int decode_joint_data(const struct job *j, const uint8_t *p,
+			     size_t len, uint8_t *out, struct piece *pc)
 {
 	struct stp_planes_hdr h;
 	size_t src;
@@ -372,7 +437,7 @@ static int decode_joint_data(const uint8_t *p, size_t len, uint8_t *out,
 		return rc;
 	if (h.count > STP_MAX_PAYLOAD - 8)
 		return STP_ECORRUPT;
-	if ((rc = stp_rans_decode(p + src, h.len[0], out + 8, h.count)) < 0)
+	if ((rc = decode_body(j, p + src, h.len[0], out + 8, h.count, 1, 0)) < 0)
 		return rc;
 	stp_put64(out, h.offset);
 	pc->type = STP_F_DATA;
@@ -406,8 +471,8 @@ static int code_data(const uint8_t *p, size_t len, uint8_t *out,
 }
 
 /* CODED_DATA payload -> DATA. */
-static int decode_data(const uint8_t *p, size_t len, uint8_t *out,
-		       struct piece *pc)
+static int decode_data(const struct job *j, const uint8_t *p, size_t len,
+		       uint8_t *out, struct piece *pc)
 {
 	uint32_t n;
 	int rc;
@@ -417,7 +482,7 @@ static int decode_data(const uint8_t *p, size_t len, uint8_t *out,
 	n = stp_get32(p + 8);
 	if (n == 0 || n > STP_MAX_PAYLOAD - 8)
 		return STP_EFRAME;
-	if ((rc = stp_rans_decode(p + 12, len - 12, out + 8, n)) < 0)
+	if ((rc = decode_body(j, p + 12, len - 12, out + 8, n, 1, 0)) < 0)
 		return rc;
 	memcpy(out, p, 8);
 	pc->type = STP_F_DATA;
@@ -482,7 +547,7 @@ static int run_job(struct job *j, uint8_t *scratch)
 		goto crc;
 	}
 	if (j->type == STP_F_CODED_DATA) {
-		rc = decode_data(j->src, j->in_len, j->out, j->piece);
+		rc = decode_data(j, j->src, j->in_len, j->out, j->piece);
 		goto crc;
 	}
 	switch (j->op) {
@@ -498,21 +563,22 @@ static int run_job(struct job *j, uint8_t *scratch)
 			size_t plen = tmp[i].hdr_len + tmp[i].body_len;
 
 			stp_planes_hdr_parse(pl, plen, &h);
-			rc = code_planes(pl, plen, j->out + at, &j->piece[i],
+			rc = code_planes(j->model, pl, plen, j->out + at,
+					 &j->piece[i],
 					 j->src + 8 + (h.offset -
 						       stp_get64(j->src)),
 					 NULL);
 			j->piece[i].hdr_off += at;
 			j->piece[i].body_off += at;
-			at += coded_bound(&h);
+			at += coded_bound(&h, j->model != NULL);
 		}
 		break;
 	case STP_OP_CODE:
-		rc = code_planes(j->src, j->in_len, j->out, j->piece, NULL,
-				 scratch);
+		rc = code_planes(j->model, j->src, j->in_len, j->out,
+				 j->piece, NULL, scratch);
 		break;
 	case STP_OP_DECODE:
-		rc = decode_coded(j->src, j->in_len, j->out, j->piece, scratch);
+		rc = decode_coded(j, j->src, j->in_len, j->out, j->piece, scratch);
 		break;
 	case STP_OP_MERGE:
 		rc = merge_planes(j->src, j->in_len, j->out, j->piece);
@@ -520,12 +586,12 @@ static int run_job(struct job *j, uint8_t *scratch)
 	case STP_OP_DECODE | STP_OP_MERGE:
 		rc = check_coded(j->src, j->in_len, &h, &body);
 		if (rc == 0 && h.layout == STP_LAYOUT_JOINT) {
-			rc = decode_joint_data(j->src, j->in_len, j->out,
+			rc = decode_joint_data(j, j->src, j->in_len, j->out,
 					       j->piece);
 			break;
 		}
 		if (rc == 0)
-			rc = decode_coded(j->src, j->in_len, scratch, tmp,
+			rc = decode_coded(j, j->src, j->in_len, scratch, tmp,
 					  NULL);
 		if (rc == 0)
 			rc = merge_planes(scratch, tmp[0].hdr_len +
@@ -643,6 +709,8 @@ static int emit(struct codec *c, struct stp_out *out, unsigned type,
 		if ((type == STP_F_FILE || type == STP_F_TENSOR) &&
 		    (rc = index_frame(c, type, v, n, len)) < 0)
 			return rc;
+		if (type == STP_F_MODEL && (rc = add_index(c, 3, "", 0)) < 0)
+			return rc;
 		c->seg_bytes += len + STP_FRAME_OVERHEAD;
 	}
 	return out->frame(out->ctx, type, v, n, crc);
@@ -729,13 +797,13 @@ static size_t out_need(const struct codec *c, const struct job *j)
 		/* at most MAX_OUT_FRAMES PLANES of max_values() values */
 		h.count = (uint32_t)max_values(j->code);
 		stp_planes_lengths(&h);
-		n = coded_bound(&h);
+		n = coded_bound(&h, j->model != NULL);
 		return n * ((j->in_len - 8) / stp_float_width(j->code) /
 				    max_values(j->code) + 1);
 	case STP_OP_CODE:
 		if (stp_planes_hdr_parse(j->src, j->in_len, &h) < 0)
 			return 0;
-		return coded_bound(&h);
+		return coded_bound(&h, j->model != NULL);
 	case STP_OP_SPLIT:
 		/* planes are at most 1.5 times the values (FP8 nibbles) */
 		return (j->in_len - 8) / 2 * 3 + 2 +
@@ -748,10 +816,68 @@ static size_t out_need(const struct codec *c, const struct job *j)
 }
 
 static int queue(struct codec *c, const struct stp_frame *f, unsigned op,
+		 struct stp_out *out);
+
+/* The model that codes exponents of this frame's dtype (CODE with a model
+ * kind): one per exponent alphabet, its id the alphabet size, made and
+ * queued as a MODEL frame the first time the segment needs it. */
+static int exponent_model(struct codec *c, const struct stp_frame *f,
+			  const struct stp_model **out_m, struct stp_out *out)
+{
+	static const uint8_t adaptive_params[12] = {
+		/* period 256, limit 65536, increment 32 (formats/model.md) */
+		0x00, 0x01, 0x00, 0x00, 0x00, 0x00, 0x01, 0x00, 0x20, 0x00,
+		0x00, 0x00,
+	};
+	struct stp_planes_hdr h;
+	struct stp_model *m;
+	struct stp_frame mf = { .type = STP_F_MODEL };
+	unsigned code = c->code, alphabet;
+	size_t plen;
+	int rc;
+
+	*out_m = NULL;
+	if (f->type == STP_F_PLANES) {
+		if (stp_planes_hdr_parse(f->payload, f->len, &h) < 0)
+			return 0;
+		code = h.dtype;
+	}
+	if (!stp_float_width(code))
+		return 0;
+	alphabet = 1u << stp_float_expbits(code);
+	for (unsigned i = 0; i < c->nmodels; i++)
+		if (c->models[i]->id == alphabet) {
+			*out_m = c->models[i];
+			return 0;
+		}
+	if (c->nmodels == MAX_MODELS)
+		return STP_ETOOBIG;
+	rc = stp_model_create(alphabet, c->model_kind, alphabet, 15,
+			      adaptive_params, sizeof adaptive_params, &m);
+	if (rc < 0)
+		return rc;
+	c->models[c->nmodels++] = m;
+	mf.payload = stp_model_payload(m, &plen);
+	mf.len = (uint32_t)plen;
+	mf.body_crc = stp_crc32(0, mf.payload + 8, mf.len - 8);
+	if ((rc = queue(c, &mf, 0, out)) < 0)
+		return rc;
+	*out_m = m;
+	return 0;
+}
+
+static int queue(struct codec *c, const struct stp_frame *f, unsigned op,
 		 struct stp_out *out)
 {
+	const struct stp_model *model = NULL;
 	struct job *j;
 	int rc;
+
+	/* Its MODEL frame, if new, goes into the ring ahead of this frame. */
+	if ((op & STP_OP_CODE) && c->model_kind &&
+	    (f->type == STP_F_PLANES || f->type == STP_F_DATA) &&
+	    (rc = exponent_model(c, f, &model, out)) < 0)
+		return rc;
 
 	if (c->tail - c->head == c->cap_jobs && (rc = emit_oldest(c, out)) < 0)
 		return rc;
@@ -775,6 +901,9 @@ static int queue(struct codec *c, const struct stp_frame *f, unsigned op,
 	j->code = c->code;
 	j->start = c->start;
 	j->rowlen = c->rowlen;
+	j->model = model;
+	j->models = c->models;
+	j->nmodels = c->nmodels;
 	j->rc = 0;
 	/* Even a frame passed on unchanged goes through a worker, which
 	 * marks it done: a slot is reused only after the workers have moved
@@ -925,9 +1054,39 @@ static int write_index(struct codec *c, struct stp_out *out)
 	return emit(c, out, STP_F_INDEX_LOC, &v, 1, NULL);
 }
 
+/* A MODEL frame for the decoder: kept for the bodies that name it, and
+ * not passed on (formats/model.md). */
+static int on_model(struct codec *c, const struct stp_frame *f)
+{
+	struct stp_model *m;
+	int rc;
+
+	if (c->nmodels == MAX_MODELS)
+		return STP_ETOOBIG;
+	if ((rc = stp_model_parse(f->payload, f->len, &m)) < 0)
+		return rc;
+	for (unsigned i = 0; i < c->nmodels; i++)
+		if (c->models[i]->id == m->id) {
+			stp_model_free(m);
+			return STP_EFRAME;   /* ids are unique in a segment */
+		}
+	c->models[c->nmodels++] = m;
+	return 0;
+}
+
+static void free_models(struct codec *c)
+{
+	for (unsigned i = 0; i < c->nmodels; i++)
+		stp_model_free(c->models[i]);
+	c->nmodels = 0;
+}
+
 static int on_end(struct codec *c, struct stp_out *out)
 {
 	int rc = drain(c, out);
+
+	/* every job is done: the segment's models can go */
+	free_models(c);
 
 	if (rc == 0 && (c->ops & STP_OP_CODE)) {
 		if (!c->in_segment) {
@@ -1022,6 +1181,10 @@ static int codec_frame(void *self, const struct stp_frame *f,
 			return STP_ETRUNCATED;
 		c->tensor[0] = '\0';
 		break;
+	case STP_F_MODEL:
+		if (c->ops & STP_OP_DECODE)
+			return on_model(c, f);
+		break;
 	case STP_F_INDEX:
 	case STP_F_INDEX_LOC:
 		/* Owned by the coder: rewritten when coding, dropped when
@@ -1080,12 +1243,14 @@ static void codec_free(void *self)
 	for (unsigned t = 0; t < c->threads; t++)
 		free(c->scratch[t]);
 	clear_index(c);
+	free_models(c);
 	free(c->index);
 	free(c->jobs);
 	free(c);
 }
 
-int stp_codec_open(struct stp_stage *out_st, unsigned ops, unsigned threads)
+int stp_codec_open(struct stp_stage *out_st, unsigned ops, unsigned threads,
+		   unsigned model_kind)
 {
 	struct codec *c;
 
@@ -1101,6 +1266,7 @@ int stp_codec_open(struct stp_stage *out_st, unsigned ops, unsigned threads)
 	if (!c)
 		return STP_ENOMEM;
 	c->ops = ops;
+	c->model_kind = ops & STP_OP_CODE ? model_kind : 0;
 	c->threads = threads < 1 ? 1 : threads > MAX_THREADS ? MAX_THREADS :
 								 threads;
 	/* Enough frames in flight to keep every thread busy. */

@@ -21,9 +21,14 @@ enum stp_codec_ops {
 #define STP_F_INDEX_LOC 0xF1
 
 /* Opens a codec stage doing ops (SPLIT, CODE, SPLIT|CODE, DECODE, MERGE
- * or DECODE|MERGE) on threads worker threads (0 or 1: the caller's
- * thread only). Output is identical for every thread count. 0, STP_ENOMEM,
- * or STP_EUNSUPPORTED for another combination. */
-int stp_codec_open(struct stp_stage *out_st, unsigned ops, unsigned threads);
+ * or DECODE|MERGE) on threads threads (0 or 1: the caller's thread only).
+ * model_kind (CODE only) is 0 for static order-0 tables in each body, or
+ * a model kind of lib/model.h (STP_MODEL_ADAPTIVE0) that exponent planes
+ * are coded with where it beats them: its MODEL frames go into the stream
+ * ahead of the planes they serve (formats/model.md). Output is identical
+ * for every thread count. 0, STP_ENOMEM, or STP_EUNSUPPORTED for another
+ * combination. */
+int stp_codec_open(struct stp_stage *out_st, unsigned ops, unsigned threads,
+		   unsigned model_kind);
 
 #endif

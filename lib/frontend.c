@@ -9,12 +9,13 @@
 #include "error.h"
 #include "frontend.h"
 #include "io.h"
+#include "model.h"
 #include "planes.h"
 #include "rans.h"
 
 int stp_compress(const char *const *paths, int npaths, int out_fd,
-		 unsigned threads, stp_progress_fn *progress, void *ctx,
-		 struct stp_report *rep)
+		 unsigned threads, unsigned model_kind,
+		 stp_progress_fn *progress, void *ctx, struct stp_report *rep)
 {
 	struct stp_splitter *s = NULL;
 	struct stp_writer *w = NULL;
@@ -28,7 +29,8 @@ int stp_compress(const char *const *paths, int npaths, int out_fd,
 	rep->file_bytes = 0;
 	if ((rc = stp_splitter_open(&s, 0)) < 0 ||
 	    (rc = stp_writer_open(&w, out_fd)) < 0 ||
-	    (rc = stp_codec_open(&st, STP_OP_SPLIT | STP_OP_CODE, threads)) < 0)
+	    (rc = stp_codec_open(&st, STP_OP_SPLIT | STP_OP_CODE, threads,
+				  model_kind)) < 0)
 		goto out;
 	wout = stp_writer_out(w);
 	if ((rc = stp_chain_open(&ch, &st, &wout)) < 0)
@@ -94,7 +96,7 @@ int stp_decompress(int in_fd, struct stp_sink *k, unsigned threads,
 	if ((rc = stp_reader_open(&r, in_fd)) < 0 ||
 	    (rc = stp_joiner_open(&j, k)) < 0 ||
 	    (rc = stp_codec_open(&st, STP_OP_DECODE | STP_OP_MERGE,
-				 threads)) < 0)
+				 threads, 0)) < 0)
 		goto out;
 	po.next = stp_joiner_out(j);
 	rc = stp_run_stage(r, &st, &out, &pos, &in_stage);
@@ -135,7 +137,34 @@ struct scan {
 	struct stp_tensor_stat t;
 	uint8_t *plane;
 	struct stp_stream_stat *tot;
+	struct stp_model *models[16];     /* of the current segment */
+	unsigned nmodels;
 };
+
+/* Decodes an exponent body: with a model of the segment (method 4), or
+ * a static one. */
+static int scan_decode(struct scan *sc, const uint8_t *in, size_t len,
+		       uint8_t *out, size_t n, uint64_t rowlen, uint64_t col)
+{
+	uint32_t id;
+
+	if (len == 0 || in[0] != STP_RANS_MODEL)
+		return stp_rans_decode(in, len, out, n);
+	if (stp_model_body_id(in, len, &id) < 0)
+		return STP_ETRUNCATED;
+	for (unsigned i = 0; i < sc->nmodels; i++)
+		if (sc->models[i]->id == id)
+			return stp_model_decode(sc->models[i], in, len, out, n,
+						rowlen, col);
+	return STP_ECORRUPT;
+}
+
+static void scan_free_models(struct scan *sc)
+{
+	for (unsigned i = 0; i < sc->nmodels; i++)
+		stp_model_free(sc->models[i]);
+	sc->nmodels = 0;
+}
 
 static double hist_bits(const uint64_t hist[256], uint64_t n)
 {
@@ -182,8 +211,8 @@ static int scan_planes(struct scan *sc, const struct stp_frame *f)
 		uint8_t *plane[2] = { sc->plane, sc->plane + h.count };
 		if (h.count > STP_MAX_PAYLOAD / 3 || stp_float_width(code) != 1)
 			return STP_ECORRUPT;
-		rc = stp_rans_decode(p0, h.len[0], sc->plane + 2 * h.count,
-				     h.count);
+		rc = scan_decode(sc, p0, h.len[0], sc->plane + 2 * h.count,
+				 h.count, 1, 0);
 		if (rc < 0)
 			return rc;
 		rc = stp_planes_split(code, sc->plane + 2 * h.count, h.count,
@@ -192,7 +221,8 @@ static int scan_planes(struct scan *sc, const struct stp_frame *f)
 			return rc;
 		p0 = sc->plane;
 	} else if (f->type == STP_F_CODED) {
-		rc = stp_rans_decode(p0, h.len[0], sc->plane, h.count);
+		rc = scan_decode(sc, p0, h.len[0], sc->plane, h.count,
+				 h.rowlen, h.column);
 		if (rc < 0)
 			return rc;
 		p0 = sc->plane;
@@ -268,6 +298,18 @@ static int scan_frame(struct scan *sc, const struct stp_frame *f)
 		if ((rc = scan_planes(sc, f)) < 0)
 			return rc;
 		break;
+	case STP_F_MODEL: {
+		struct stp_model *m;
+		if (sc->nmodels == 16)
+			return STP_ETOOBIG;
+		if ((rc = stp_model_parse(f->payload, f->len, &m)) < 0)
+			return rc;
+		sc->models[sc->nmodels++] = m;
+		break;
+	}
+	case STP_F_END:
+		scan_free_models(sc);
+		break;
 	case STP_F_FILE_END: {
 		struct stp_file_end e;
 		if ((rc = finish_tensor(sc)) < 0)
@@ -322,6 +364,7 @@ int stp_scan(int fd, stp_tensor_fn *fn, void *ctx, struct stp_stream_stat *out,
 	out->coded = end;
 out:
 	stp_reader_free(r);
+	scan_free_models(sc);
 	free(sc->plane);
 	free(sc);
 	return rc;
@@ -374,8 +417,16 @@ static int get_varint(const uint8_t *buf, size_t len, size_t *at,
 /* Finds the tensor in the index of the last segment; sets *out_off to
  * its TENSOR frame's input offset. 0, STP_ERANGE (not in the index), or
  * STP_EUNSUPPORTED (no usable index: scan instead). */
+#define MAX_INDEX_MODELS 16
+
+/* Input offsets of the MODEL frames an index lists before the tensor. */
+struct model_offsets {
+	uint64_t off[MAX_INDEX_MODELS];
+	unsigned n;
+};
+
 static int index_lookup(int fd, const char *path, const char *name,
-			uint64_t *out_off)
+			uint64_t *out_off, struct model_offsets *mo)
 {
 	struct stat st;
 	uint8_t end[36], *buf = NULL;
@@ -429,7 +480,9 @@ static int index_lookup(int fd, const char *path, const char *name,
 		namelen = shared + (size_t)suffix;
 		at += suffix;
 		off += delta;
-		if (kind == 1)
+		if (kind == 3 && mo->n < MAX_INDEX_MODELS)
+			mo->off[mo->n++] = seg + off;
+		else if (kind == 1)
 			in_path = !path || (strlen(path) == namelen &&
 					    memcmp(path, entry, namelen) == 0);
 		else if (in_path && namelen == nlen &&
@@ -477,10 +530,39 @@ static int extract_frame(void *ctx, unsigned type, const struct iovec *v,
 	return 0;
 }
 
+/* Hands the MODEL frames an index lists to the decoding stage, as if read
+ * in order, so that the tensor's bodies find their models. */
+static int feed_models(int fd, const struct model_offsets *mo,
+		       struct stp_stage *st, struct stp_out *out)
+{
+	uint8_t *buf;
+	int rc = 0;
+
+	if (mo->n == 0)
+		return 0;
+	if (!(buf = malloc(STP_MAX_PAYLOAD + 4)))
+		return STP_ENOMEM;
+	for (unsigned i = 0; rc == 0 && i < mo->n; i++) {
+		struct stp_frame mf = { .type = STP_F_MODEL, .payload = buf };
+		uint32_t len;
+
+		if (read_frame_at(fd, mo->off[i], buf, STP_MAX_PAYLOAD, &len) !=
+		    STP_F_MODEL) {
+			rc = STP_ECORRUPT;
+			break;
+		}
+		mf.len = len;
+		rc = st->frame(st->self, &mf, out);
+	}
+	free(buf);
+	return rc;
+}
+
 /* One attempt: from input offset off when seeked (a TENSOR frame the
  * index names), else from the start. *out_wrote says whether any byte of
  * the tensor went out. */
-static int extract_from(int fd, int seeked, uint64_t off, const char *path,
+static int extract_from(int fd, int seeked, uint64_t off,
+			const struct model_offsets *mo, const char *path,
 			const char *name, int out_fd, int *out_wrote)
 {
 	struct stp_reader *r = NULL;
@@ -492,7 +574,11 @@ static int extract_from(int fd, int seeked, uint64_t off, const char *path,
 	int rc;
 
 	if ((rc = stp_reader_open(&r, fd)) < 0 ||
-	    (rc = stp_codec_open(&st, STP_OP_DECODE | STP_OP_MERGE, 1)) < 0)
+	    (rc = stp_codec_open(&st, STP_OP_DECODE | STP_OP_MERGE, 1, 0)) < 0)
+		goto out;
+	if (seeked)
+		rc = feed_models(fd, mo, &st, &out);
+	if (rc < 0)
 		goto out;
 	if (seeked)
 		rc = stp_reader_seek(r, off);
@@ -541,19 +627,20 @@ out:
 int stp_extract(int fd, const char *path, const char *name, int out_fd,
 		struct stp_report *rep)
 {
+	struct model_offsets mo = { .n = 0 };
 	uint64_t off = 0;
 	int rc, wrote = 0;
 
 	snprintf(rep->where, sizeof rep->where, "tensor '%s'", name);
-	rc = index_lookup(fd, path, name, &off);
+	rc = index_lookup(fd, path, name, &off, &mo);
 	if (rc == STP_ENOMEM)
 		return rc;
 	if (rc == 0) {
-		rc = extract_from(fd, 1, off, path, name, out_fd, &wrote);
+		rc = extract_from(fd, 1, off, &mo, path, name, out_fd, &wrote);
 		if (rc == 0 || wrote)
 			return rc;
 	}
 	/* No index, or one that does not lead to the tensor (it may sit in
 	 * an earlier segment, or the index may be stale): read in order. */
-	return extract_from(fd, 0, 0, path, name, out_fd, &wrote);
+	return extract_from(fd, 0, 0, &mo, path, name, out_fd, &wrote);
 }

@@ -15,10 +15,11 @@ struct stp_report {
 	uint64_t file_bytes;        /* file bytes read (compress) or written */
 };
 
-/* st-split PATHS | fp8-exp | rans-enc, to out_fd. */
+/* st-split PATHS | fp8-exp | rans-enc [-m KIND], to out_fd; model_kind
+ * as for stp_codec_open (0: static order-0 tables). */
 int stp_compress(const char *const *paths, int npaths, int out_fd,
-		 unsigned threads, stp_progress_fn *progress, void *ctx,
-		 struct stp_report *rep);
+		 unsigned threads, unsigned model_kind,
+		 stp_progress_fn *progress, void *ctx, struct stp_report *rep);
 
 /* rans-dec | fp8-exp -d | st-join, from in_fd into sink k (which the
  * caller finishes or aborts). */

@@ -258,3 +258,25 @@ tensor_bytes() {
 		[ "$ssize" -lt "$zsize" ]
 	done
 }
+
+@test "-m adaptive0 writes MODEL frames that rans-dec, info and extract use" {
+	st-split "$FIX/model" "$FIX/fp8" | fp8-exp > p.stp
+	rans-enc -m adaptive0 < p.stp > a.stz
+	rans-enc -m adaptive0 -T 3 < p.stp | cmp a.stz -
+	stpipe compress -q -m adaptive0 "$FIX/model" "$FIX/fp8" -o f.stz
+	cmp a.stz f.stz
+	rans-dec < a.stz | fp8-exp -d | st-join -o r/
+	diff -r "$FIX/model" r -x fp8-block.safetensors
+	cmp "$FIX/fp8/fp8-block.safetensors" r/fp8-block.safetensors
+	# the model family frame is there and st-join refuses it undecoded
+	run bash -c 'st-join -o x/ < a.stz'
+	assert_failure 1
+	run stpipe info a.stz
+	assert_success
+	stpipe extract a.stz model.layers.1.mlp.up_proj.weight > up.bin
+	stpipe compress -q "$FIX/model" -o o.stz
+	stpipe extract o.stz model.layers.1.mlp.up_proj.weight | cmp up.bin -
+	run stpipe compress -m lstm "$FIX/model" -o z.stz
+	assert_failure 100
+	assert_output --partial "unknown model kind"
+}
