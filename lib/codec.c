@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "codec.h"
+#include "deflate.h"
 #include "error.h"
 #include "model.h"
 #include "planes.h"
@@ -48,6 +49,7 @@ struct job {
 	/* the tensor, for SPLIT */
 	unsigned code;
 	uint64_t start, rowlen;
+	int text;                     /* DATA outside tensors: try deflate */
 	/* the models of the segment: the one to code exponents with (CODE),
 	 * all of them (DECODE); read-only while jobs run */
 	const struct stp_model *model;
@@ -101,6 +103,8 @@ struct codec {
 	uint64_t pending;
 	uint64_t start, rowlen;
 	unsigned code;
+	int text;                     /* the frame being queued is DATA
+				       * outside every tensor */
 	/* the index of the segment being written (CODE) */
 	uint64_t seg_bytes;
 	int in_segment;
@@ -221,16 +225,30 @@ static double cost0(const uint8_t *p, size_t n)
 	return stp_entropy0_bits(p, n);
 }
 
+/* Bits a sign/mantissa plane of n bytes with order-0 entropy h costs as
+ * code_planes stores it: coded, or raw when coding saves too little. */
+static double sm_cost(double h, size_t n)
+{
+	double raw = 8.0 * (double)n;
+
+	if (n > SM_SMALL && h > raw - raw / SM_MIN_GAIN)
+		return raw;
+	return h < raw ? h : raw;
+}
+
 /* For 1-byte dtypes the whole value can be coded as one symbol, which
  * catches what the exponent says about the mantissa; chosen when its
- * entropy beats the planes' by more than a table. */
+ * entropy beats what the planes cost (their entropy, or the raw bytes
+ * of a sign/mantissa plane that would be stored) by more than the
+ * larger table. */
 static int joint_pays(const struct stp_planes_hdr *h, const uint8_t *planes,
 		      const uint8_t *values)
 {
 	if (stp_float_width(h->dtype) != 1)
 		return 0;
 	return cost0(values, h->count) + 8 * 64 <
-	       cost0(planes, h->len[0]) + cost0(planes + h->len[0], h->len[1]);
+	       cost0(planes, h->len[0]) +
+	       sm_cost(cost0(planes + h->len[0], h->len[1]), h->len[1]);
 }
 
 /* Codes the exponent plane with the model too, after the static body of
@@ -449,15 +467,24 @@ static int decode_joint_data(const struct job *j, const uint8_t *p,
 }
 
 /* DATA payload -> CODED_DATA (offset, n, body) when that is smaller;
- * returns 1 if the frame should pass unchanged. */
-static int code_data(const uint8_t *p, size_t len, uint8_t *out,
+ * returns 1 if the frame should pass unchanged.  Bytes outside tensors
+ * (text) are deflated too, and the smaller body is kept; out has room
+ * for both. */
+static int code_data(const uint8_t *p, size_t len, int text, uint8_t *out,
 		     struct piece *pc)
 {
-	size_t n = len - 8, clen;
+	size_t n = len - 8, clen, dlen;
+	uint8_t *alt = out + 12 + stp_rans_bound(n);
 	int rc = stp_rans_encode(p + 8, n, out + 12, stp_rans_bound(n), &clen);
 
 	if (rc < 0)
 		return rc;
+	if (text && (rc = stp_deflate_encode(p + 8, n, alt, clen, &dlen)) < 0)
+		return rc;
+	if (text && rc == 0 && dlen < clen) {
+		memcpy(out + 12, alt, dlen);
+		clen = dlen;
+	}
 	if (clen + 4 >= n)
 		return 1;
 	memcpy(out, p, 8);
@@ -539,7 +566,7 @@ static int run_job(struct job *j, uint8_t *scratch)
 		return rc;
 	if (j->type == STP_F_DATA && j->op == STP_OP_CODE) {
 		/* rans-enc on bytes that are not float planes */
-		rc = code_data(j->src, j->in_len, j->out, j->piece);
+		rc = code_data(j->src, j->in_len, j->text, j->out, j->piece);
 		if (rc == 1) {
 			j->op = 0;    /* coding does not pay: pass on */
 			return 0;
@@ -791,7 +818,8 @@ static size_t out_need(const struct codec *c, const struct job *j)
 	size_t n;
 
 	if (j->type == STP_F_DATA && j->op == STP_OP_CODE)
-		return 12 + stp_rans_bound(j->in_len - 8);
+		return 12 + stp_rans_bound(j->in_len - 8) +
+		       (j->text ? j->in_len - 8 : 0);
 	switch (j->op) {
 	case STP_OP_SPLIT | STP_OP_CODE:
 		/* at most MAX_OUT_FRAMES PLANES of max_values() values */
@@ -901,6 +929,7 @@ static int queue(struct codec *c, const struct stp_frame *f, unsigned op,
 	j->code = c->code;
 	j->start = c->start;
 	j->rowlen = c->rowlen;
+	j->text = f->type == STP_F_DATA && c->text;
 	j->model = model;
 	j->models = c->models;
 	j->nmodels = c->nmodels;
@@ -1155,6 +1184,7 @@ static int codec_frame(void *self, const struct stp_frame *f,
 			op = c->ops;
 		else if (c->ops & STP_OP_CODE)
 			op = STP_OP_CODE;   /* bytes coded as they are */
+		c->text = !c->pending;
 		if (c->pending)
 			rc = consume(c, f->len - 8);
 		break;

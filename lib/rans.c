@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "deflate.h"
 #include "error.h"
 
 #define MAX_RUNS 128		/* 256 symbols, runs separated by gaps */
@@ -825,6 +826,8 @@ int stp_rans_decode(const uint8_t *in, size_t len, uint8_t *out, size_t n)
 			return STP_ECORRUPT;
 		return decode_order0(in + 1, len - 1, out, n,
 				     STP_RANS_X4_LANES);
+	case STP_RANS_DEFLATE:
+		return stp_deflate_decode(in, len, out, n);
 	default:
 		return STP_EUNSUPPORTED;
 	}

@@ -26,7 +26,7 @@ namespace eval vec {
         BF16 {1 2 2} F16 {2 2 3} F32 {3 4 4} F64 {4 8 8}
         F8_E4M3 {5 1 2} F8_E5M2 {6 1 2}
     }
-    variable METHOD_NAME {0 raw 1 order0 2 run 3 order0x4}
+    variable METHOD_NAME {0 raw 1 order0 2 run 3 order0x4 5 deflate}
     variable ten ""      ;# the open tensor: name dtype begin rowlen
     variable idx {}      ;# index entries of the open segment: kind name offset
     variable rng 1       ;# state of the value generator
@@ -221,7 +221,7 @@ proc vec::table_bytes {table args} {
     return $out
 }
 
-# Return the body of method (0..3) for the symbols in bytes, written as the
+# Return the body of method (0..3, 5) for the symbols in bytes, written as the
 # spec's informative encoder does.  For methods 1 and 3: -pb picks the
 # table's scale, -table gives {pb runs freqs} outright, -tableopts are
 # passed to table_bytes, -n is the n the start states are hashed with,
@@ -234,6 +234,7 @@ proc vec::body {method bytes args} {
     switch -- $method {
         0 { set out "\x00$bytes" }
         2 { set out "\x02[string index $bytes 0]" }
+        5 { set out "\x05[zlib deflate $bytes 9]" }
         1 - 3 {
             set k [expr {$method == 1 ? 32 : 4}]
             set table [dict get $o -table]
@@ -707,6 +708,7 @@ proc vec::make_coded_good {} {
     }
     set i8 [binary format c* $i8]
     set text "CODED_DATA holds the bytes of a DATA frame as one coded body.\n"
+    set json "{\"layers\": \[{\"name\": \"attn\"}, {\"name\": \"attn\"}, {\"name\": \"mlp\"}\]}\n"
     begin; cheader
     st_open data.safetensors [list [list i I8 {4 25} $i8] [list u U8 {80} [string repeat \x2a 80]]] \
         -header {3 -pb 7}
@@ -718,6 +720,9 @@ proc vec::make_coded_good {} {
     file_end
     cfile notes.txt 2 $text
     cdata [string length $text] 0
+    file_end
+    cfile config.json 2 $json
+    cdata [string length $json] 5
     file_end
     end
     good coded-data
@@ -832,6 +837,13 @@ proc vec::make_coded_bad {} {
         body-order0-trailing-word {text_file {cdata 60 [list 1 -table $T -extra \x00\x00]}}
         body-order0-final-state {text_file {cdata 60 [list 1 -table $T -startxor 1]}}
         body-method-4 {text_file {cdata 60 4}}
+        body-method-6 {text_file {cdata 60 6}}
+        body-deflate-trailing-byte {text_file {cdata 60 {5 -extra x}}}
+        body-deflate-truncated {text_file {cdata 60 {5 -cut 1}}}
+        body-deflate-empty {text_file {cdata 60 x -body \x05}}
+        body-deflate-invalid {text_file {cdata 60 x -body \x05\xff\xff\xff\xff}}
+        body-deflate-short {text_file {cdata 60 x -body "\x05[zlib deflate [string range [dict get $cur content] 1 end] 9]"}}
+        body-deflate-long {text_file {cdata 60 x -body "\x05[zlib deflate "[dict get $cur content]x" 9]"}}
         body-raw-long {text_file {cdata 60 {0 -extra x}}}
         body-raw-short {text_file {cdata 60 {0 -cut 1}}}
         body-run-long {text_file {cdata 60 {2 -extra a}} [string repeat a 60]}

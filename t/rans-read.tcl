@@ -12,7 +12,7 @@ namespace eval rans {
     variable MAX_N_X4 16384
     variable L 32768
     variable STATE_END 2147483648
-    variable METHOD {0 raw 1 order0 2 run 3 order0x4}
+    variable METHOD {0 raw 1 order0 2 run 3 order0x4 5 deflate}
 }
 
 namespace eval planes {
@@ -60,6 +60,7 @@ proc rans::decode {body n} {
         1 { return [decode_order0 $body $n 32] }
         2 { return [decode_run $body $n] }
         3 { return [decode_order0 $body $n 4] }
+        5 { return [decode_deflate $body $n] }
     }
     reject "reserved method $method"
 }
@@ -71,6 +72,46 @@ proc rans::decode_raw {body n} {
         reject "raw body of $len bytes for n = $n, needs [expr {$n + 1}]"
     }
     return [string range $body 1 end]
+}
+
+# Method 5: a raw deflate stream (RFC 1951) that ends with its final block
+# exactly at the end of the body and holds exactly n bytes.  A stream
+# ends in the byte holding the last bit of its final block, so the body
+# less its last byte must not be a whole stream.
+proc rans::inflate_whole {data} {
+    set s [zlib stream inflate]
+    try {
+        $s put -finalize $data
+        set out [$s get]
+        set done [$s eof]
+    } on error {} {
+        set out ""
+        set done -1
+    } finally {
+        $s close
+    }
+    return [list $done $out]
+}
+
+proc rans::decode_deflate {body n} {
+    set len [string length $body]
+    if {$len < 2} {
+        reject "deflate body of $len bytes"
+    }
+    lassign [inflate_whole [string range $body 1 end]] done out
+    if {$done < 0} {
+        reject "invalid deflate data"
+    }
+    if {!$done} {
+        reject "deflate stream without its final block"
+    }
+    if {[string length $out] != $n} {
+        reject "deflate body of [string length $out] bytes for n = $n"
+    }
+    if {[lindex [inflate_whole [string range $body 1 end-1]] 0] == 1} {
+        reject "bytes after the final deflate block"
+    }
+    return $out
 }
 
 # Method 2: one symbol repeated n times.

@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../../lib/deflate.h"
 #include "../../lib/error.h"
 #include "../../lib/rans.h"
 
@@ -885,6 +886,48 @@ static void test_env(void)
 	}
 }
 
+/* Method 5: deflate round trips of text, and bodies that must be
+ * refused (formats/rans.md, "What decoding verifies"). */
+static void test_deflate(void)
+{
+	char text[1024];
+	size_t n = 0, cap, len, tlen;
+	uint8_t *body, *out, *bad;
+
+	for (int i = 0; i < 8; i++)
+		n += (size_t)snprintf(text + n, sizeof text - n,
+			"\"model.layers.%d.mlp.down_proj.weight\": {\"dtype\": "
+			"\"BF16\", \"shape\": [320, 864]}, ", i);
+	cap = stp_rans_bound(n);
+	body = xmalloc(cap);
+	out = xmalloc(n);
+	int rc;
+
+	rc = stp_deflate_encode((const uint8_t *)text, n, body, cap, &len);
+	ok(rc == 0 && body[0] == STP_RANS_DEFLATE && len < n / 2,
+	   "deflate: %zu bytes of JSON in a %zu-byte body", n, len);
+	rc = stp_rans_decode(body, len, out, n);
+	ok(rc == 0 && !memcmp(out, text, n), "deflate: decodes to the text");
+	rc = stp_deflate_encode((const uint8_t *)text, n, body, 10, &tlen);
+	ok(rc == 1, "deflate: a body that does not fit in cap is given up");
+	rc = stp_deflate_encode((const uint8_t *)text, n, body, cap, &len);
+	refuse("deflate: n one short", body, len, n - 1, STP_ECORRUPT);
+	refuse("deflate: n one long", body, len, n + 1, STP_ECORRUPT);
+	refuse("deflate: the last byte cut", body, len - 1, n, STP_ETRUNCATED);
+	refuse("deflate: the method byte alone", body, 1, n, STP_ETRUNCATED);
+	refuse("deflate: n = 0", body, len, 0, STP_ECORRUPT);
+	bad = xmalloc(len + 1);
+	memcpy(bad, body, len);
+	bad[len] = 0;
+	refuse("deflate: a byte after the final block", bad, len + 1, n,
+	       STP_ECORRUPT);
+	memset(bad + 1, 0xff, len - 1);
+	refuse("deflate: invalid deflate data", bad, len, n, STP_ECORRUPT);
+	free(bad);
+	free(body);
+	free(out);
+}
+
 int main(int argc, char **argv)
 {
 	int v;
@@ -899,6 +942,7 @@ int main(int argc, char **argv)
 	test_hostile();
 	test_roundtrips();
 	test_x4_roundtrips();
+	test_deflate();
 	printf("1..%d\n", ntest);
 	if (nfail)
 		printf("# %d of %d failed\n", nfail, ntest);
