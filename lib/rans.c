@@ -22,6 +22,8 @@ struct impl {
 	int (*have)(void);
 	size_t (*dec)(struct stp_rans_dec_state *, uint8_t *, size_t);
 	int (*enc)(struct stp_rans_enc_state *, const uint8_t *, size_t);
+	void (*dec_segs)(struct stp_rans_dec_state *, unsigned,
+			 uint8_t *const *, const size_t *, size_t *);
 };
 
 static int have_scalar(void)
@@ -51,11 +53,11 @@ static int have_avx512(void)
  * on AVX-512 hardware to earn its place. */
 static const struct impl impls[] = {
 	{ "scalar", have_scalar, stp_rans_dec_groups_scalar,
-	  stp_rans_enc_groups_scalar },
+	  stp_rans_enc_groups_scalar, stp_rans_dec_segs_scalar },
 	{ "avx2", have_avx2, stp_rans_dec_groups_avx2,
-	  stp_rans_enc_groups_avx2 },
+	  stp_rans_enc_groups_avx2, stp_rans_dec_segs_avx2 },
 	{ "avx512", have_avx512, stp_rans_dec_groups_avx512,
-	  stp_rans_enc_groups_avx2 },
+	  stp_rans_enc_groups_avx2, stp_rans_dec_segs_avx512 },
 };
 #define NIMPLS (sizeof impls / sizeof impls[0])
 
@@ -353,8 +355,9 @@ static int get_table(const uint8_t *in, size_t len, unsigned *out_pb,
  * so that a damaged table that still parses, or the wrong n, fails the
  * final check instead of decoding to wrong bytes.  Lane j gets the same
  * value whatever the lane count. */
-static void initial_states(const uint8_t *table, size_t tlen, size_t n,
-			   unsigned lanes, uint32_t x0[STP_RANS_LANES])
+static void initial_states_at(const uint8_t *table, size_t tlen, size_t n,
+			      unsigned first, unsigned lanes,
+			      uint32_t x0[STP_RANS_LANES])
 {
 	uint32_t h = 2166136261u;
 	size_t i;
@@ -365,7 +368,23 @@ static void initial_states(const uint8_t *table, size_t tlen, size_t n,
 	for (j = 0; j < 4; j++)
 		h = (h ^ (uint8_t)(n >> (8 * j))) * 16777619u;
 	for (j = 0; j < lanes; j++)
-		x0[j] = STP_RANS_L | (((h ^ j) * 16777619u) >> 17);
+		x0[j] = STP_RANS_L | (((h ^ (first + j)) * 16777619u) >> 17);
+}
+
+static void initial_states(const uint8_t *table, size_t tlen, size_t n,
+			   unsigned lanes, uint32_t x0[STP_RANS_LANES])
+{
+	initial_states_at(table, tlen, n, 0, lanes, x0);
+}
+
+/* Symbols a segment of a striped body holds (all but the last hold
+ * exactly this many): whole groups, the plane cut as evenly as that
+ * allows. */
+static size_t seg_len(size_t n, unsigned segs)
+{
+	size_t per = STP_RANS_LANES * (size_t)segs;
+
+	return (n + per - 1) / per * STP_RANS_LANES;
 }
 
 /* ---- Scalar encoder ---- */
@@ -607,6 +626,65 @@ static size_t order0_write(const struct order0 *b, const uint8_t *in,
 	return head + sbytes + words;
 }
 
+/* Writes the striped (method 6) body of b with segs segments into
+ * out[0..cap); returns its length, or 0 if it would not be shorter than
+ * the raw body.  The segments are coded last first, each downwards below
+ * the words of the one after it, so that their words come out in
+ * segment order. */
+static size_t order0_write_striped(const struct order0 *b, const uint8_t *in,
+				   size_t n, unsigned segs, uint8_t *out,
+				   size_t cap)
+{
+	struct stp_rans_enc_state e;
+	size_t m = seg_len(n, segs), lens[STP_RANS_MAX_SEGS];
+	size_t head = 1 + b->tlen + 1 + 4 * (size_t)(segs - 1);
+	size_t sbytes = 4 * (size_t)STP_RANS_LANES * segs, words;
+	uint32_t xs[STP_RANS_MAX_SEGS][STP_RANS_LANES];
+	uint8_t *top = out + cap;
+
+	if (head + sbytes + STP_RANS_STEP_BYTES > cap)
+		return 0;
+	e.p = top;
+	e.lo = out + head + sbytes;
+	e.sym = b->sym;
+	for (unsigned k = segs; k-- > 0;) {
+		size_t from = k * m, cnt = (k + 1 == segs ? n : from + m) - from;
+		size_t full = cnt / STP_RANS_LANES * STP_RANS_LANES;
+		uint8_t *end = e.p;
+
+		initial_states_at(b->table, b->tlen, n, STP_RANS_LANES * k,
+				  STP_RANS_LANES, e.x);
+		if (enc_range(&e, in + from, full, cnt, STP_RANS_LANES) < 0 ||
+		    (full && impl_cur->enc(&e, in + from,
+					   full / STP_RANS_LANES) < 0))
+			return 0;
+		lens[k] = (size_t)(end - e.p);
+		memcpy(xs[k], e.x, sizeof e.x);
+	}
+	words = (size_t)(top - e.p);
+	if (head + sbytes + words >= n + 1)
+		return 0;
+	out[0] = STP_RANS_ORDER0_STRIPED;
+	memcpy(out + 1, b->table, b->tlen);
+	out[1 + b->tlen] = (uint8_t)segs;
+	for (unsigned k = 0; k + 1 < segs; k++)
+		put32(out + 2 + b->tlen + 4 * k, (uint32_t)lens[k]);
+	memmove(out + head + sbytes, e.p, words);
+	for (unsigned k = 0; k < segs; k++)
+		for (unsigned j = 0; j < STP_RANS_LANES; j++)
+			put32(out + head + 4 * (STP_RANS_LANES * k + j),
+			      xs[k][j]);
+	return head + sbytes + words;
+}
+
+/* Segments the encoder cuts a plane of n symbols into: each costs 132
+ * bytes of states and length, so only planes large enough for that to be
+ * under 0.05% of them are cut, into 4 above 2^20 symbols. */
+static unsigned striped_segs(size_t n)
+{
+	return n >= ((size_t)1 << 20) ? 4 : n >= ((size_t)1 << 18) ? 2 : 1;
+}
+
 /* The shortest order-0 body for in[0..n), written to out; 0 (nothing
  * written) if none is shorter than the raw body.  A plane of at most
  * STP_RANS_X4_MAX_N symbols is written with 4 states, then replaced by
@@ -620,6 +698,9 @@ static size_t encode_order0(const uint8_t *in, size_t n,
 	size_t len = 0, len32;
 
 	order0_plan(&b, cnt, syms, nsym, n);
+	if (striped_segs(n) > 1)
+		return order0_write_striped(&b, in, n, striped_segs(n), out,
+					    cap);
 	if (n <= STP_RANS_X4_MAX_N && order0_worth(&b, n, STP_RANS_X4_LANES))
 		len = order0_write(&b, in, n, STP_RANS_X4_LANES, out, cap);
 	if (!order0_worth(&b, n, STP_RANS_LANES))
@@ -744,16 +825,60 @@ static int dec_checked(struct stp_rans_dec_state *d, uint8_t *out,
 	return 0;
 }
 
+/* The decode table of formats/rans.md's frequencies f: tab[slot] =
+ * symbol | (slot - start) << 8 | freq << 20. */
+static void build_tab(const uint32_t f[256], uint32_t *tab)
+{
+	uint32_t start = 0;
+
+	for (int s = 0; s < 256; s++) {
+		uint32_t y, e = (uint32_t)s | f[s] << 20;
+
+		for (y = 0; y < f[s]; y++)
+			tab[start + y] = e | y << 8;
+		start += f[s];
+	}
+}
+
+/* Reads lanes initial states at in and checks their range. */
+static int get_states(const uint8_t *in, unsigned lanes, uint32_t *x)
+{
+	for (unsigned j = 0; j < lanes; j++) {
+		x[j] = get32(in + 4 * j);
+		/* Below 2^31 keeps every later state below 2^31, which the
+		 * vector code's signed compares rely on. */
+		if (x[j] < STP_RANS_L || x[j] >= (uint32_t)1 << 31)
+			return STP_ECORRUPT;
+	}
+	return 0;
+}
+
+/* After the last symbol of a stream: every word read, and the states
+ * back at their start values, lanes first .. first+lanes-1. */
+static int check_end(const struct stp_rans_dec_state *d, const uint8_t *table,
+		     size_t tlen, size_t n, unsigned first, unsigned lanes)
+{
+	uint32_t x0[STP_RANS_LANES];
+
+	if (d->p != d->end)
+		return STP_ECORRUPT;
+	initial_states_at(table, tlen, n, first, lanes, x0);
+	for (unsigned j = 0; j < lanes; j++)
+		if (d->x[j] != x0[j])
+			return STP_ECORRUPT;
+	return 0;
+}
+
 /* Decodes an order-0 body with lanes states (method byte stripped). */
 static int decode_order0(const uint8_t *in, size_t len, uint8_t *out,
 			 size_t n, unsigned lanes)
 {
 	_Alignas(64) uint32_t tab[1u << STP_RANS_MAX_PROB_BITS];
-	uint32_t f[256], x0[STP_RANS_LANES], start = 0;
+	uint32_t f[256];
 	struct stp_rans_dec_state d;
 	size_t tlen, done = 0, sbytes = 4 * (size_t)lanes;
-	unsigned pb, j;
-	int s, err;
+	unsigned pb;
+	int err;
 
 	if (n == 0)
 		return STP_ECORRUPT;
@@ -762,20 +887,9 @@ static int decode_order0(const uint8_t *in, size_t len, uint8_t *out,
 		return err;
 	if (len - tlen < sbytes)
 		return STP_ETRUNCATED;
-	for (s = 0; s < 256; s++) {
-		uint32_t y, e = (uint32_t)s | f[s] << 20;
-
-		for (y = 0; y < f[s]; y++)
-			tab[start + y] = e | y << 8;
-		start += f[s];
-	}
-	for (j = 0; j < lanes; j++) {
-		d.x[j] = get32(in + tlen + 4 * j);
-		/* Below 2^31 keeps every later state below 2^31, which the
-		 * vector code's signed compares rely on. */
-		if (d.x[j] < STP_RANS_L || d.x[j] >= (uint32_t)1 << 31)
-			return STP_ECORRUPT;
-	}
+	build_tab(f, tab);
+	if ((err = get_states(in + tlen, lanes, d.x)) < 0)
+		return err;
 	d.p = in + tlen + sbytes;
 	d.end = in + len;
 	d.tab = tab;
@@ -786,13 +900,105 @@ static int decode_order0(const uint8_t *in, size_t len, uint8_t *out,
 	err = dec_checked(&d, out, done, n, lanes);
 	if (err < 0)
 		return err;
-	if (d.p != d.end)
+	return check_end(&d, in, tlen, n, 0, lanes);
+}
+
+/* Decodes a striped body (method 6, method byte stripped): the segments'
+ * whole groups side by side through the variant, then each segment's
+ * tail and checks. */
+static int decode_striped(const uint8_t *in, size_t len, uint8_t *out,
+			  size_t n)
+{
+	_Alignas(64) uint32_t tab[1u << STP_RANS_MAX_PROB_BITS];
+	uint32_t f[256];
+	struct stp_rans_dec_state d[STP_RANS_MAX_SEGS];
+	uint8_t *outs[STP_RANS_MAX_SEGS];
+	size_t groups[STP_RANS_MAX_SEGS], done[STP_RANS_MAX_SEGS];
+	size_t tlen, at, m, lens;
+	const uint8_t *w;
+	unsigned pb, segs;
+	int err;
+
+	if (n == 0)
 		return STP_ECORRUPT;
-	initial_states(in, tlen, n, lanes, x0);
-	for (j = 0; j < lanes; j++)
-		if (d.x[j] != x0[j])
-			return STP_ECORRUPT;
+	if ((err = get_table(in, len, &pb, f, &tlen)) < 0)
+		return err;
+	if (len - tlen < 1)
+		return STP_ETRUNCATED;
+	segs = in[tlen];
+	if (segs < 2 || segs > STP_RANS_MAX_SEGS)
+		return STP_ECORRUPT;
+	m = seg_len(n, segs);
+	if ((segs - 1) * m >= n)
+		return STP_ECORRUPT;	/* the last segment would be empty */
+	at = tlen + 1;
+	if (len - at < 4 * (size_t)(segs - 1) +
+		       4 * (size_t)STP_RANS_LANES * segs)
+		return STP_ETRUNCATED;
+	build_tab(f, tab);
+	w = in + at + 4 * (size_t)(segs - 1) + 4 * (size_t)STP_RANS_LANES * segs;
+	for (unsigned k = 0; k < segs; k++) {
+		size_t cnt = (k + 1 == segs ? n : (k + 1) * m) - k * m;
+
+		err = get_states(in + at + 4 * (size_t)(segs - 1) +
+				 4 * (size_t)STP_RANS_LANES * k,
+				 STP_RANS_LANES, d[k].x);
+		if (err < 0)
+			return err;
+		lens = k + 1 == segs ? (size_t)(in + len - w)
+				     : get32(in + at + 4 * k);
+		if (lens > (size_t)(in + len - w))
+			return STP_ETRUNCATED;
+		d[k].p = w;
+		d[k].end = w + lens;
+		d[k].tab = tab;
+		d[k].pb = pb;
+		w += lens;
+		outs[k] = out + k * m;
+		groups[k] = cnt / STP_RANS_LANES;
+	}
+	impl_cur->dec_segs(d, segs, outs, groups, done);
+	for (unsigned k = 0; k < segs; k++) {
+		size_t cnt = (k + 1 == segs ? n : (k + 1) * m) - k * m;
+
+		err = dec_checked(&d[k], outs[k], done[k] * STP_RANS_LANES,
+				  cnt, STP_RANS_LANES);
+		if (err < 0)
+			return err;
+		err = check_end(&d[k], in, tlen, n, STP_RANS_LANES * k,
+				STP_RANS_LANES);
+		if (err < 0)
+			return err;
+	}
 	return 0;
+}
+
+/* One segment after another: the variants whose single-stream decoder
+ * already keeps the core busy. */
+static void dec_segs_each(size_t (*dec)(struct stp_rans_dec_state *,
+					uint8_t *, size_t),
+			  struct stp_rans_dec_state *d, unsigned segs,
+			  uint8_t *const *out, const size_t *ngroups,
+			  size_t *out_done)
+{
+	for (unsigned k = 0; k < segs; k++)
+		out_done[k] = dec(&d[k], out[k], ngroups[k]);
+}
+
+void stp_rans_dec_segs_scalar(struct stp_rans_dec_state *d, unsigned segs,
+			      uint8_t *const *out, const size_t *ngroups,
+			      size_t *out_done)
+{
+	dec_segs_each(stp_rans_dec_groups_scalar, d, segs, out, ngroups,
+		      out_done);
+}
+
+void stp_rans_dec_segs_avx2(struct stp_rans_dec_state *d, unsigned segs,
+			    uint8_t *const *out, const size_t *ngroups,
+			    size_t *out_done)
+{
+	dec_segs_each(stp_rans_dec_groups_avx2, d, segs, out, ngroups,
+		      out_done);
 }
 
 int stp_rans_decode(const uint8_t *in, size_t len, uint8_t *out, size_t n)
@@ -828,6 +1034,8 @@ int stp_rans_decode(const uint8_t *in, size_t len, uint8_t *out, size_t n)
 				     STP_RANS_X4_LANES);
 	case STP_RANS_DEFLATE:
 		return stp_deflate_decode(in, len, out, n);
+	case STP_RANS_ORDER0_STRIPED:
+		return decode_striped(in + 1, len - 1, out, n);
 	default:
 		return STP_EUNSUPPORTED;
 	}

@@ -19,8 +19,13 @@ enum stp_rans_method {
 	STP_RANS_RAW = 0,	/* the n bytes, stored */
 	STP_RANS_ORDER0 = 1,	/* rANS order-0, 32 states */
 	STP_RANS_RUN = 2,	/* n copies of one byte */
-	STP_RANS_ORDER0_X4 = 3	/* rANS order-0, 4 states, small planes */
+	STP_RANS_ORDER0_X4 = 3,	/* rANS order-0, 4 states, small planes */
+	STP_RANS_ORDER0_STRIPED = 6 /* rANS order-0, 2..16 segments of 32
+				     * states each: large planes */
 };
+
+/* Most segments a striped (method 6) body may have. */
+#define STP_RANS_MAX_SEGS 16
 
 /* Largest plane a method-3 (4-state) body may hold.  The encoder picks
  * the smallest of the bodies it can write, but picks method 3 only up to
@@ -119,6 +124,21 @@ size_t stp_rans_dec_groups_avx2(struct stp_rans_dec_state *d,
 				uint8_t *out, size_t ngroups);
 size_t stp_rans_dec_groups_avx512(struct stp_rans_dec_state *d,
 				  uint8_t *out, size_t ngroups);
+
+/* Decode the segments of a striped body: segment k, state d[k], groups
+ * 0..ngroups[k]-1 into out[k], each stopping early as the single-stream
+ * decoder does; out_done[k] is set to the groups done.  The AVX-512
+ * variant runs the segments side by side, so that each one's chain of
+ * table lookups hides the others' latency. */
+void stp_rans_dec_segs_scalar(struct stp_rans_dec_state *d, unsigned segs,
+			      uint8_t *const *out, const size_t *ngroups,
+			      size_t *out_done);
+void stp_rans_dec_segs_avx2(struct stp_rans_dec_state *d, unsigned segs,
+			    uint8_t *const *out, const size_t *ngroups,
+			    size_t *out_done);
+void stp_rans_dec_segs_avx512(struct stp_rans_dec_state *d, unsigned segs,
+			      uint8_t *const *out, const size_t *ngroups,
+			      size_t *out_done);
 
 /* Encode groups ngroups-1 down to 0 of in.  Return 0, or -1 as soon as
  * fewer than STP_RANS_STEP_BYTES remain above e->lo before a group (the

@@ -26,7 +26,7 @@ namespace eval vec {
         BF16 {1 2 2} F16 {2 2 3} F32 {3 4 4} F64 {4 8 8}
         F8_E4M3 {5 1 2} F8_E5M2 {6 1 2}
     }
-    variable METHOD_NAME {0 raw 1 order0 2 run 3 order0x4 5 deflate}
+    variable METHOD_NAME {0 raw 1 order0 2 run 3 order0x4 5 deflate 6 order0s}
     variable ten ""      ;# the open tensor: name dtype begin rowlen
     variable idx {}      ;# index entries of the open segment: kind name offset
     variable rng 1       ;# state of the value generator
@@ -229,12 +229,41 @@ proc vec::table_bytes {table args} {
 # -extra appends bytes to any body, -cut drops its last bytes.
 proc vec::body {method bytes args} {
     set o [opts {-pb 8 -table {} -tableopts {} -n {} -startxor 0 -states {} \
-        -extra "" -cut 0} $args]
+        -extra "" -cut 0 -segs 2 -lens {}} $args]
     set n [string length $bytes]
     switch -- $method {
         0 { set out "\x00$bytes" }
         2 { set out "\x02[string index $bytes 0]" }
         5 { set out "\x05[zlib deflate $bytes 9]" }
+        6 {
+            # -segs segments of 32 states; -lens replaces the stored
+            # lengths; -startxor changes state 0 of the last segment.
+            set table [dict get $o -table]
+            if {$table eq ""} {
+                set table [make_table $bytes [dict get $o -pb]]
+            }
+            set tb [table_bytes $table {*}[dict get $o -tableopts]]
+            set hn [dict get $o -n]
+            set hn [expr {$hn eq "" ? $n : $hn}]
+            set segs [dict get $o -segs]
+            set m [expr {($n + 32 * $segs - 1) / (32 * $segs) * 32}]
+            set lens {}
+            set states ""
+            set words ""
+            for {set k 0} {$k < $segs} {incr k} {
+                set sub [string range $bytes [expr {$k * $m}] [expr {($k + 1) * $m - 1}]]
+                set r [order0 $sub 32 $table $tb $hn \
+                    [expr {$k == $segs - 1 ? [dict get $o -startxor] : 0}] {} [expr {32 * $k}]]
+                append states [string range $r 0 127]
+                set w [string range $r 128 end]
+                lappend lens [string length $w]
+                append words $w
+            }
+            if {[dict get $o -lens] ne ""} {
+                set lens [dict get $o -lens]
+            }
+            set out "\x06$tb[binary format cu $segs][binary format iu* [lrange $lens 0 end-1]]$states$words"
+        }
         1 - 3 {
             set k [expr {$method == 1 ? 32 : 4}]
             set table [dict get $o -table]
@@ -256,7 +285,7 @@ proc vec::body {method bytes args} {
 # Return the states and words of an order-0 body with k states coding the
 # symbols in bytes with table {pb runs freqs}, whose bytes tb (with n) give
 # the start states ("Decoding", "Encoding").
-proc vec::order0 {bytes k table tb n startxor states} {
+proc vec::order0 {bytes k table tb n startxor states {first 0}} {
     lassign $table pb runs freqs
     set s 0
     set start 0
@@ -274,7 +303,7 @@ proc vec::order0 {bytes k table tb n startxor states} {
     }
     set h [fnv "$tb[binary format iu $n]"]
     set x {}
-    for {set j 0} {$j < $k} {incr j} {
+    for {set j $first} {$j < $first + $k} {incr j} {
         lappend x [expr {0x8000 | (((($h ^ $j) * 16777619) & 0xFFFFFFFF) >> 17)}]
     }
     lset x 0 [expr {[lindex $x 0] ^ $startxor}]
@@ -724,6 +753,15 @@ proc vec::make_coded_good {} {
     cfile config.json 2 $json
     cdata [string length $json] 5
     file_end
+    # method 6 in 3 segments: 128, 128 and 44 symbols
+    binary scan [noise 300] cu* r
+    set rows ""
+    foreach b $r {
+        append rows [lindex {a a a a b b c d} [expr {$b % 8}]]
+    }
+    cfile rows.txt 2 $rows
+    cdata 300 {6 -segs 3 -pb 6}
+    file_end
     end
     good coded-data
 
@@ -837,7 +875,15 @@ proc vec::make_coded_bad {} {
         body-order0-trailing-word {text_file {cdata 60 [list 1 -table $T -extra \x00\x00]}}
         body-order0-final-state {text_file {cdata 60 [list 1 -table $T -startxor 1]}}
         body-method-4 {text_file {cdata 60 4}}
-        body-method-6 {text_file {cdata 60 6}}
+        body-method-7 {text_file {cdata 60 7}}
+        body-striped-segs-1 {text_file {cdata 60 [list 6 -table $T -segs 1]}}
+        body-striped-segs-17 {text_file {cdata 60 x -body "\x06[table_bytes $T]\x11"}}
+        body-striped-last-empty {text_file {cdata 60 [list 6 -table $T -segs 3]}}
+        body-striped-lens-past-end {text_file {cdata 60 [list 6 -table $T -lens {4000 0}]}}
+        body-striped-lens-odd {text_file {cdata 60 [list 6 -table $T -lens {1 0} -extra \x00]}}
+        body-striped-final-state {text_file {cdata 60 [list 6 -table $T -startxor 1]}}
+        body-striped-trailing-word {text_file {cdata 60 [list 6 -table $T -extra \x00\x00]}}
+        body-striped-truncated {text_file {cdata 60 [list 6 -table $T -cut 2]}}
         body-deflate-trailing-byte {text_file {cdata 60 {5 -extra x}}}
         body-deflate-truncated {text_file {cdata 60 {5 -cut 1}}}
         body-deflate-empty {text_file {cdata 60 x -body \x05}}

@@ -12,7 +12,7 @@ namespace eval rans {
     variable MAX_N_X4 16384
     variable L 32768
     variable STATE_END 2147483648
-    variable METHOD {0 raw 1 order0 2 run 3 order0x4 5 deflate}
+    variable METHOD {0 raw 1 order0 2 run 3 order0x4 5 deflate 6 order0s}
 }
 
 namespace eval planes {
@@ -61,6 +61,7 @@ proc rans::decode {body n} {
         2 { return [decode_run $body $n] }
         3 { return [decode_order0 $body $n 4] }
         5 { return [decode_deflate $body $n] }
+        6 { return [decode_striped $body $n] }
     }
     reject "reserved method $method"
 }
@@ -211,21 +212,138 @@ proc rans::fnv1a {bytes {h 2166136261}} {
     return $h
 }
 
-# Return the K start states x0[0..K-1] for a table (its bytes) and n.
-proc rans::start_states {table n k} {
+# Return the K start states x0[first..first+K-1] for a table (its bytes)
+# and n.
+proc rans::start_states {table n k {first 0}} {
     set h [fnv1a "$table[binary format iu $n]"]
     set x0 {}
-    for {set j 0} {$j < $k} {incr j} {
+    for {set j $first} {$j < $first + $k} {incr j} {
         lappend x0 [expr {0x8000 | (((($h ^ $j) * 16777619) & 0xFFFFFFFF) >> 17)}]
     }
     return $x0
 }
 
+# Per slot of a table: its symbol, that symbol's frequency and the slot's
+# distance from the symbol's first slot ("Slots").  Returns the three
+# lists.
+proc rans::slots {symbols freqs} {
+    set slotsym {}
+    set slotf {}
+    set slotoff {}
+    foreach s $symbols f $freqs {
+        for {set i 0} {$i < $f} {incr i} {
+            lappend slotsym $s
+            lappend slotf $f
+            lappend slotoff $i
+        }
+    }
+    return [list $slotsym $slotf $slotoff]
+}
+
+# Read k initial states at pos of body and check their range.
+proc rans::read_states {body pos k} {
+    variable L
+    variable STATE_END
+    binary scan $body @${pos}iu$k x
+    foreach xj $x {
+        if {$xj < $L || $xj >= $STATE_END} {
+            reject [format "initial state 0x%08x outside \[2^15, 2^31)" $xj]
+        }
+    }
+    return $x
+}
+
+# Decode cnt symbols with the k states x reading words ("Decoding"), and
+# check the end: every word read, every final state back at x0.  what
+# names the stream in messages.  Returns the symbols as a list.
+proc rans::run_states {x words cnt k pb slots x0 what} {
+    variable L
+    lassign $slots slotsym slotf slotoff
+    set nwords [llength $words]
+    set mask [expr {(1 << $pb) - 1}]
+    set out {}
+    set p 0
+    for {set i 0} {$i < $cnt} {incr i} {
+        set j [expr {$i % $k}]
+        set xj [lindex $x $j]
+        set slot [expr {$xj & $mask}]
+        lappend out [lindex $slotsym $slot]
+        set xj [expr {[lindex $slotf $slot] * ($xj >> $pb) + [lindex $slotoff $slot]}]
+        if {$xj < $L} {
+            if {$p >= $nwords} {
+                reject "${what}symbol $i needs a word past the end of the body"
+            }
+            set xj [expr {($xj << 16) | [lindex $words $p]}]
+            incr p
+        }
+        lset x $j $xj
+    }
+    if {$p != $nwords} {
+        reject "$what[expr {$nwords - $p}] words left unread"
+    }
+    for {set j 0} {$j < $k} {incr j} {
+        if {[lindex $x $j] != [lindex $x0 $j]} {
+            reject [format "%sfinal state %u is 0x%08x, the start value is 0x%04x" \
+                $what $j [lindex $x $j] [lindex $x0 $j]]
+        }
+    }
+    return $out
+}
+
+# Method 6: order0s, rANS order-0 in segments of 32 states ("Method 6").
+proc rans::decode_striped {body n} {
+    if {$n < 1} {
+        reject "order0s body for n = 0"
+    }
+    lassign [read_table $body] pos pb symbols freqs
+    set table [string range $body 1 $pos-1]
+    set len [string length $body]
+    if {$pos >= $len} {
+        reject "body of $len bytes ends before its segment count"
+    }
+    binary scan $body @${pos}cu segs
+    incr pos
+    if {$segs < 2 || $segs > 16} {
+        reject "$segs segments, outside 2..16"
+    }
+    set m [expr {($n + 32 * $segs - 1) / (32 * $segs) * 32}]
+    if {($segs - 1) * $m >= $n} {
+        reject "n = $n leaves the last of $segs segments empty"
+    }
+    if {$pos + 4 * ($segs - 1) + 128 * $segs > $len} {
+        reject "body of $len bytes ends inside the lengths or states"
+    }
+    binary scan $body @${pos}iu[expr {$segs - 1}] lens
+    incr pos [expr {4 * ($segs - 1)}]
+    set wpos [expr {$pos + 128 * $segs}]
+    set slots [slots $symbols $freqs]
+    set out {}
+    for {set k 0} {$k < $segs} {incr k} {
+        set x [read_states $body [expr {$pos + 128 * $k}] 32]
+        if {$k == $segs - 1} {
+            set lk [expr {$len - $wpos}]
+            set cnt [expr {$n - $k * $m}]
+        } else {
+            set lk [lindex $lens $k]
+            set cnt $m
+        }
+        if {$lk > $len - $wpos} {
+            reject "segment $k: $lk bytes of words past the end of the body"
+        }
+        if {$lk % 2 != 0} {
+            reject "segment $k: an odd byte after its last whole word"
+        }
+        binary scan $body @${wpos}su[expr {$lk / 2}] words
+        incr wpos $lk
+        lappend out {*}[run_states $x $words $cnt 32 $pb $slots \
+            [start_states $table $n 32 [expr {32 * $k}]] "segment $k: "]
+    }
+    return [binary format cu* $out]
+}
+
 # Methods 1 and 3: rANS order-0 with k interleaved states ("Decoding").
 proc rans::decode_order0 {body n k} {
     variable MAX_N_X4
-    variable L
-    variable STATE_END
     if {$k == 4 && ($n < 1 || $n > $MAX_N_X4)} {
         reject "order0x4 body for n = $n, outside 1..16384"
     }
@@ -237,61 +355,15 @@ proc rans::decode_order0 {body n k} {
     if {$pos + 4 * $k > $len} {
         reject "body of $len bytes ends inside the $k states"
     }
-    binary scan $body @${pos}iu$k x
-    foreach xj $x {
-        if {$xj < $L || $xj >= $STATE_END} {
-            reject [format "initial state 0x%08x outside \[2^15, 2^31)" $xj]
-        }
-    }
+    set x [read_states $body $pos $k]
     set wpos [expr {$pos + 4 * $k}]
     if {($len - $wpos) % 2 != 0} {
         reject "odd byte after the last whole word"
     }
     binary scan $body @${wpos}su* words
-    set nwords [llength $words]
-
-    # Per slot: its symbol, that symbol's frequency and the slot's distance
-    # from the symbol's first slot ("Slots").
-    set slotsym {}
-    set slotf {}
-    set slotoff {}
-    foreach s $symbols f $freqs {
-        for {set i 0} {$i < $f} {incr i} {
-            lappend slotsym $s
-            lappend slotf $f
-            lappend slotoff $i
-        }
-    }
-
-    set mask [expr {(1 << $pb) - 1}]
-    set out {}
-    set p 0
-    for {set i 0} {$i < $n} {incr i} {
-        set j [expr {$i % $k}]
-        set xj [lindex $x $j]
-        set slot [expr {$xj & $mask}]
-        lappend out [lindex $slotsym $slot]
-        set xj [expr {[lindex $slotf $slot] * ($xj >> $pb) + [lindex $slotoff $slot]}]
-        if {$xj < $L} {
-            if {$p >= $nwords} {
-                reject "symbol $i needs a word past the end of the body"
-            }
-            set xj [expr {($xj << 16) | [lindex $words $p]}]
-            incr p
-        }
-        lset x $j $xj
-    }
-    if {$p != $nwords} {
-        reject "[expr {$nwords - $p}] words left unread"
-    }
     set x0 [start_states [string range $body 1 $pos-1] $n $k]
-    for {set j 0} {$j < $k} {incr j} {
-        if {[lindex $x $j] != [lindex $x0 $j]} {
-            reject [format "final state %u is 0x%08x, the start value is 0x%04x" \
-                $j [lindex $x $j] [lindex $x0 $j]]
-        }
-    }
-    return [binary format cu* $out]
+    return [binary format cu* [run_states $x $words $n $k $pb \
+        [slots $symbols $freqs] $x0 ""]]
 }
 
 # ---------------------------------------------------------------------------

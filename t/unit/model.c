@@ -862,7 +862,7 @@ static unsigned rans_table(const uint8_t *body, uint32_t f[256],
 
 static void test_vs_rans(void)
 {
-	size_t n = 300007, cap = stp_rans_bound(n), rlen = 0, tlen, glen;
+	size_t n = 200007, cap = stp_rans_bound(n), rlen = 0, tlen, glen;
 	size_t est = 0;
 	uint8_t *in = xmalloc(n), *rbody = xmalloc(cap), params[512];
 	uint32_t f[256];

@@ -196,7 +196,8 @@ static void test_roundtrips(void)
 {
 	static const size_t sizes[] = {
 		1, 2, 31, 32, 33, 63, 64, 65, 100, 200, 1000, 4097,
-		65536 + 7, (1 << 20) + 13, (5 << 20) + 3
+		65536 + 7, (1 << 18) - 1, 1 << 18, (1 << 18) + 1,
+		(1 << 20) - 33, (1 << 20) + 13, (5 << 20) + 3
 	};
 	static const struct {
 		const char *name;
@@ -217,7 +218,8 @@ static void test_roundtrips(void)
 			/* Small planes may be stored raw, and a small sparse
 			 * one may be a run. */
 			roundtrip(kinds[k].name, buf, sizes[i],
-				  sizes[i] > STP_RANS_X4_MAX_N ? STP_RANS_ORDER0
+				  sizes[i] >= (1u << 18) ? STP_RANS_ORDER0_STRIPED
+				  : sizes[i] > STP_RANS_X4_MAX_N ? STP_RANS_ORDER0
 				  : sizes[i] >= 4097 && kinds[k].k != SPARSE
 				  ? STP_RANS_ORDER0_X4 : -1);
 		}
@@ -231,7 +233,7 @@ static void test_roundtrips(void)
 	roundtrip("uniform over 16 symbols", buf, 100003, STP_RANS_ORDER0);
 	make(EXPO, buf, STP_RANS_MAX_N);
 	roundtrip("exponent-like, largest plane", buf, STP_RANS_MAX_N,
-		  STP_RANS_ORDER0);
+		  STP_RANS_ORDER0_STRIPED);
 	free(buf);
 }
 
@@ -886,6 +888,61 @@ static void test_env(void)
 	}
 }
 
+/* Method 6: striped bodies that break one rule each, made from a good
+ * two-segment body (formats/rans.md, "What decoding verifies"). */
+static void test_striped_hostile(void)
+{
+	size_t n = (1 << 18) + 77, cap = stp_rans_bound(n), len, tl, at;
+	uint8_t *in = xmalloc(n), *body = xmalloc(cap), *bad = xmalloc(cap);
+	uint32_t len0;
+	int rc;
+
+	make(EXPO, in, n);
+	force(0);
+	rc = stp_rans_encode(in, n, body, cap, &len);
+	tl = table_len(body);
+	ok(rc == 0 && body[0] == STP_RANS_ORDER0_STRIPED && body[1 + tl] == 2,
+	   "striped: n=%zu is coded in 2 segments", n);
+	at = 2 + tl;		/* lens[0] */
+	len0 = (uint32_t)body[at] | (uint32_t)body[at + 1] << 8 |
+	       (uint32_t)body[at + 2] << 16 | (uint32_t)body[at + 3] << 24;
+
+#define MUTATE(what, code, want)					\
+	do {								\
+		memcpy(bad, body, len);					\
+		code;							\
+		refuse("striped: " what, bad, len, n, want);		\
+	} while (0)
+	MUTATE("1 segment", bad[1 + tl] = 1, STP_ECORRUPT);
+	MUTATE("17 segments", bad[1 + tl] = 17, STP_ECORRUPT);
+	MUTATE("a segment's words past the body",
+	       (bad[at] = 0xff, bad[at + 1] = 0xff, bad[at + 2] = 0xff,
+		bad[at + 3] = 0x7f), STP_ETRUNCATED);
+	MUTATE("segment 0 one word short", bad[at] = (uint8_t)(len0 - 2),
+	       STP_ETRUNCATED);
+	MUTATE("segment 1 state below 2^15",
+	       (bad[at + 4 + 128] = 0, bad[at + 4 + 129] = 0,
+		bad[at + 4 + 130] = 0, bad[at + 4 + 131] = 0), STP_ECORRUPT);
+	MUTATE("segment 1 state 0 changed", bad[at + 4 + 128] ^= 1, 0);
+	MUTATE("the last word changed", bad[len - 1] ^= 0x40, 0);
+#undef MUTATE
+	refuse("striped: the last byte cut", body, len - 1, n, 0);
+	refuse("striped: cut in the lengths", body, at + 2, n,
+	       STP_ETRUNCATED);
+	refuse("striped: cut in the states", body, at + 4 + 200, n,
+	       STP_ETRUNCATED);
+	/* n such that 3 segments of whole groups leave the last empty */
+	refuse("striped: for an n whose last segment is empty", body, len,
+	       n - 76, 0);
+	/* 3 segments, the last of them empty: n = 2 * seg_len(n, 3) */
+	memcpy(bad, body, len);
+	bad[1 + tl] = 3;
+	refuse("striped: an empty last segment", bad, len, 64, STP_ECORRUPT);
+	free(in);
+	free(body);
+	free(bad);
+}
+
 /* Method 5: deflate round trips of text, and bodies that must be
  * refused (formats/rans.md, "What decoding verifies"). */
 static void test_deflate(void)
@@ -943,6 +1000,7 @@ int main(int argc, char **argv)
 	test_roundtrips();
 	test_x4_roundtrips();
 	test_deflate();
+	test_striped_hostile();
 	printf("1..%d\n", ntest);
 	if (nfail)
 		printf("# %d of %d failed\n", nfail, ntest);
