@@ -20,6 +20,7 @@ static const uint8_t stream_magic[8] = {
 /* Frames with smaller payloads are copied into the write buffer; larger
  * ones go out with writev() straight from the caller's memory. */
 #define WRITE_BUFFER (1u << 20)
+#define READ_CHUNK (64u << 10)
 #define COPY_LIMIT (64u << 10)
 #define PIPE_SIZE (1u << 20)
 
@@ -96,14 +97,22 @@ static long fill(struct stp_reader *r, size_t n)
 {
 	if (r->end - r->start >= n || r->eof)
 		return (long)(r->end - r->start);
-	if (r->start + n > READ_BUFFER) {
+	/* The unread bytes (less than a frame) go to the front before each
+	 * read, and reads ask for READ_CHUNK more than is needed: the part
+	 * of the buffer ever touched stays near the largest frame, since on
+	 * these machines memory touched for the first time is slow. */
+	if (r->start > 0) {
 		memmove(r->buf, r->buf + r->start, r->end - r->start);
 		r->end -= r->start;
 		r->start = 0;
 	}
-	while (r->end - r->start < n) {
-		ssize_t got = read(r->fd, r->buf + r->end, READ_BUFFER - r->end);
+	while (r->end < n) {
+		size_t want = n - r->end + READ_CHUNK;
+		ssize_t got;
 
+		if (want > READ_BUFFER - r->end)
+			want = READ_BUFFER - r->end;
+		got = read(r->fd, r->buf + r->end, want);
 		if (got < 0) {
 			if (errno == EINTR)
 				continue;
@@ -115,7 +124,7 @@ static long fill(struct stp_reader *r, size_t n)
 		}
 		r->end += (size_t)got;
 	}
-	return (long)(r->end - r->start);
+	return (long)r->end;
 }
 
 static void consume(struct stp_reader *r, size_t n)
