@@ -178,6 +178,9 @@ int cli_model(const char *arg)
 		return 0;
 	if (strcmp(arg, "adaptive0") == 0)
 		return STP_MODEL_ADAPTIVE0;
-	cli_usage("unknown model kind '%s' (known: order0, adaptive0)", arg);
+	if (strcmp(arg, "ctx") == 0)
+		return STP_MODEL_CTX;
+	cli_usage("unknown model kind '%s' (known: order0, ctx, adaptive0)",
+		  arg);
 	return -1;
 }

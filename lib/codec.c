@@ -195,6 +195,8 @@ static size_t coded_bound(const struct stp_planes_hdr *h, int model)
 
 	for (unsigned i = 0; i < h->nplanes; i++)
 		n += stp_rans_bound(h->len[i]);
+	if (model && stp_float_width(h->dtype) == 1)
+		n += stp_rans_bound(h->count);	/* the joint body beside */
 	return n + (model ? stp_model_bound(h->len[0]) : 0);
 }
 
@@ -286,8 +288,8 @@ static int code_planes(const struct stp_model *model, const uint8_t *p,
 {
 	struct stp_planes_hdr h;
 	const uint8_t *src;
-	size_t at, clen;
-	int rc = check_planes(p, len, &h);
+	size_t at, clen, jlen;
+	int rc = check_planes(p, len, &h), joint;
 
 	if (rc < 0)
 		return rc;
@@ -299,17 +301,10 @@ static int code_planes(const struct stp_model *model, const uint8_t *p,
 			return rc;
 		values = tmp;
 	}
-	if (values && joint_pays(&h, src, values)) {
-		rc = stp_rans_encode(values, h.count, out + at,
-				     stp_rans_bound(h.count), &clen);
-		if (rc < 0)
-			return rc;
-		h.layout = STP_LAYOUT_JOINT;
-		h.len[0] = (uint32_t)clen;
-		for (unsigned i = 1; i < h.nplanes; i++)
-			h.len[i] = 0;
-		at += clen;
-	} else {
+	joint = values && joint_pays(&h, src, values);
+	/* With a model, the planes are coded as well and the smaller kept:
+	 * a model may make the exponents cheaper than the joint symbol. */
+	if (!joint || model) {
 		for (unsigned i = 0; i < h.nplanes; i++) {
 			rc = stp_rans_encode(src, h.len[i], out + at,
 					     stp_rans_bound(h.len[i]), &clen);
@@ -329,6 +324,22 @@ static int code_planes(const struct stp_model *model, const uint8_t *p,
 			src += h.len[i];
 			h.len[i] = (uint32_t)clen;
 			at += clen;
+		}
+	}
+	if (values && (joint || (model && stp_float_width(h.dtype) == 1))) {
+		size_t hs = stp_planes_hdr_size(&h);
+
+		rc = stp_rans_encode(values, h.count, out + at,
+				     stp_rans_bound(h.count), &jlen);
+		if (rc < 0)
+			return rc;
+		if (at == hs || jlen < at - hs) {
+			memmove(out + hs, out + at, jlen);
+			h.layout = STP_LAYOUT_JOINT;
+			h.len[0] = (uint32_t)jlen;
+			for (unsigned i = 1; i < h.nplanes; i++)
+				h.len[i] = 0;
+			at = hs + jlen;
 		}
 	}
 	if (at > STP_MAX_PAYLOAD)
@@ -857,6 +868,10 @@ static int exponent_model(struct codec *c, const struct stp_frame *f,
 		0x00, 0x01, 0x00, 0x00, 0x00, 0x00, 0x01, 0x00, 0x20, 0x00,
 		0x00, 0x00,
 	};
+	uint8_t params[16];
+	const uint8_t *pp = adaptive_params;
+	size_t pn = sizeof adaptive_params;
+	unsigned pb = 15;
 	struct stp_planes_hdr h;
 	struct stp_model *m;
 	struct stp_frame mf = { .type = STP_F_MODEL };
@@ -880,8 +895,15 @@ static int exponent_model(struct codec *c, const struct stp_frame *f,
 		}
 	if (c->nmodels == MAX_MODELS)
 		return STP_ETOOBIG;
-	rc = stp_model_create(alphabet, c->model_kind, alphabet, 15,
-			      adaptive_params, sizeof adaptive_params, &m);
+	if (c->model_kind == STP_MODEL_CTX) {
+		/* formats/model.md, "How rans-enc uses models" */
+		pn = (size_t)stp_ctx_params_build(params, 2, 5, 5, 256, 1u << 16,
+						  32);
+		pp = params;
+		pb = 12;
+	}
+	rc = stp_model_create(alphabet, c->model_kind, alphabet, pb, pp, pn,
+			      &m);
 	if (rc < 0)
 		return rc;
 	c->models[c->nmodels++] = m;

@@ -72,6 +72,7 @@ static const struct stp_model_ops order0_ops, adaptive0_ops;
 static const struct stp_model_ops *const kinds[] = {
 	&order0_ops,
 	&adaptive0_ops,
+	&stp_model_ctx_ops,
 };
 #define NKINDS (sizeof kinds / sizeof kinds[0])
 

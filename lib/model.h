@@ -35,8 +35,22 @@
  * gives. */
 enum stp_model_kind {
 	STP_MODEL_ORDER0 = 1,		/* "order0": a static table */
-	STP_MODEL_ADAPTIVE0 = 2		/* "adaptive0": adaptive counts */
+	STP_MODEL_ADAPTIVE0 = 2,	/* "adaptive0": adaptive counts */
+	STP_MODEL_CTX = 3		/* "ctx": counts in row and column
+					 * contexts */
 };
+
+/* The params of a ctx model (formats/model.md, "ctx"), 16 bytes into out;
+ * returns 16.  The values are checked when the model is made. */
+int stp_ctx_params_build(uint8_t out[16], unsigned qbits, unsigned row_shift,
+			 unsigned col_shift, uint32_t period, uint32_t limit,
+			 uint32_t inc);
+
+/* Makes the coder use every kind's predict and update, never a kind's
+ * fast path (on = 1), or the fast paths where there are (on = 0).  At
+ * start-up STP_IMPL=scalar means 1.  For tests, which check that both
+ * give the same bytes; not thread-safe. */
+void stp_model_force_generic(int on);
 
 struct stp_model;
 
@@ -191,6 +205,8 @@ struct stp_model_geom {
 	unsigned lanes;
 };
 
+struct walk;	/* lib/model_walk.h */
+
 /* A model kind.  Coding calls open() once per plane, then, for each
  * symbol in coding order: start_row() if it is the first symbol of its
  * row in the plane, predict(), and update() with the symbol; then
@@ -233,7 +249,25 @@ struct stp_model_ops {
 	/* May be NULL for static models: the symbol just coded. */
 	void (*update)(void *state, const struct stp_model_ctx *ctx,
 		       unsigned symbol);
+
+	/* Optional fast paths, for a kind whose tables are valid by
+	 * construction (it builds them itself from its counts, so the
+	 * coder's check of each table cannot fail): the whole plane in one
+	 * loop, with exactly the tables predict and update give.  forward
+	 * is the encoder's forward pass of lib/rans_model.c (pairs and
+	 * lane_of, or the cost in Q24 bits in *out_bits when pairs is NULL);
+	 * decode decodes the symbols in coding order from the states x and
+	 * the words at *pp, checking every read against end, as the generic
+	 * decoder does, and leaves x and *pp at the end. */
+	int (*forward)(const struct stp_model *m, const struct walk *w,
+		       const uint8_t *plane, uint32_t *pairs,
+		       uint8_t *lane_of, uint64_t *out_bits);
+	int (*decode)(const struct stp_model *m, const struct walk *w,
+		      uint32_t x[], const uint8_t **pp, const uint8_t *end,
+		      uint8_t *out);
 };
+
+extern const struct stp_model_ops stp_model_ctx_ops;
 
 /* A model: read-only once made. */
 struct stp_model {

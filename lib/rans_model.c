@@ -7,7 +7,9 @@
 #include <string.h>
 
 #include "error.h"
+#include "impl.h"
 #include "model.h"
+#include "model_walk.h"
 #include "rans.h"
 
 #define LOWER (1u << 15)		/* normalised states: [2^15, 2^31) */
@@ -29,39 +31,7 @@ static void put32(uint8_t *p, uint32_t v)
 	p[3] = (uint8_t)(v >> 24);
 }
 
-/* ---- Geometry and coding order ---- */
-
-/* A plane's rows: row 0 holds columns c0 .. rowlen-1 (or fewer, if it is
- * also the last), the last row columns 0 .. lastc, every other row all
- * of them.  Rows go to lanes in groups of `lanes` rows. */
-struct walk {
-	size_t n;
-	uint64_t rowlen, c0, rows, lastc;
-	unsigned lanes;
-};
-
-static int walk_init(struct walk *w, size_t n, uint64_t rowlen,
-		     uint64_t column)
-{
-	uint64_t first;
-
-	if (n == 0 || rowlen == 0 || column >= rowlen)
-		return -1;
-	first = rowlen - column;
-	w->n = n;
-	w->rowlen = rowlen;
-	w->c0 = column;
-	if (n <= first) {
-		w->rows = 1;
-		w->lastc = column + n - 1;
-	} else {
-		w->rows = 2 + (n - first - 1) / rowlen;
-		w->lastc = (n - first - 1) % rowlen;
-	}
-	w->lanes = w->rows < STP_MODEL_MAX_LANES ? (unsigned)w->rows
-						 : STP_MODEL_MAX_LANES;
-	return 0;
-}
+/* ---- Geometry and coding order: lib/model_walk.h ---- */
 
 uint64_t stp_model_rows(size_t n, uint64_t rowlen, uint64_t column)
 {
@@ -75,57 +45,6 @@ unsigned stp_model_default_lanes(size_t n, uint64_t rowlen, uint64_t column)
 	struct walk w;
 
 	return walk_init(&w, n, rowlen, column) < 0 ? 0 : w.lanes;
-}
-
-/* One group of rows: the rows r0 .. r0+nl-1, lane k's columns lo[k] ..
- * hi[k], its symbol at column c being plane[base[k] + c], and the column
- * spans its steps cover (two only where a plane of two rows leaves a gap
- * of columns between the end of the second and the start of the first;
- * elsewhere no step is empty, so the steps number at most n). */
-struct group {
-	uint64_t r0;
-	unsigned nl, nspans;
-	uint64_t lo[STP_MODEL_MAX_LANES], hi[STP_MODEL_MAX_LANES];
-	uint64_t base[STP_MODEL_MAX_LANES];
-	uint64_t span[2][2];
-};
-
-static void group_init(const struct walk *w, uint64_t g, struct group *gr)
-{
-	uint64_t left = w->rows - g * w->lanes;
-	unsigned k;
-
-	gr->r0 = g * w->lanes;
-	gr->nl = left < w->lanes ? (unsigned)left : w->lanes;
-	for (k = 0; k < gr->nl; k++) {
-		uint64_t r = gr->r0 + k;
-
-		gr->lo[k] = r == 0 ? w->c0 : 0;
-		gr->hi[k] = r == w->rows - 1 ? w->lastc : w->rowlen - 1;
-		/* Wraps below zero for row 0; base + c does not. */
-		gr->base[k] = r * w->rowlen - w->c0;
-	}
-	gr->nspans = 1;
-	gr->span[0][0] = gr->lo[0];
-	gr->span[0][1] = gr->hi[gr->nl - 1];
-	if (gr->nl == 2 && gr->r0 == 0 && w->rows == 2) {
-		gr->span[0][0] = 0;
-		gr->span[0][1] = w->rowlen - 1;
-		if (w->lastc + 1 < w->c0) {
-			gr->span[0][1] = w->lastc;
-			gr->span[1][0] = w->c0;
-			gr->span[1][1] = w->rowlen - 1;
-			gr->nspans = 2;
-		}
-	} else if (gr->nl >= 2) {
-		gr->span[0][0] = 0;
-		gr->span[0][1] = w->rowlen - 1;
-	}
-}
-
-static uint64_t ngroups(const struct walk *w)
-{
-	return (w->rows + w->lanes - 1) / w->lanes;
 }
 
 /* Initial encoder states (the decoder's final ones), in [2^15, 2^16):
@@ -251,12 +170,32 @@ static void log2_init(void)
 		log2_frac[j] = stp_model_log2_q24(1024 + j) - (10u << 24);
 }
 
-static uint32_t log2_fast(uint32_t f)
+uint32_t stp_model_log2_fast(uint32_t f)
 {
 	unsigned e = 31 - (unsigned)__builtin_clz(f);
 	uint32_t m = e >= 10 ? f >> (e - 10) : f << (10 - e);
 
 	return (e << 24) + log2_frac[m - 1024];
+}
+
+/* ---- Fast paths ---- */
+
+/* -1 until the first plane: then STP_IMPL decides. */
+static int generic_only = -1;
+
+void stp_model_force_generic(int on)
+{
+	generic_only = on != 0;
+}
+
+static int use_generic(void)
+{
+	if (generic_only < 0) {
+		const char *e = stp_impl_env();
+
+		generic_only = e && !strcmp(e, "scalar");
+	}
+	return generic_only;
 }
 
 /* ---- Encoder ---- */
@@ -277,6 +216,8 @@ static int forward(const struct stp_model *m, const struct walk *w,
 	void *st;
 	int rc;
 
+	if (ops->forward && !use_generic())
+		return ops->forward(m, w, plane, pairs, lane_of, out_bits);
 	rc = ops->open(m, &geom, &st);
 	if (rc < 0)
 		return rc;
@@ -318,7 +259,7 @@ static int forward(const struct stp_model *m, const struct walk *w,
 						lane_of[tpos++] = (uint8_t)k;
 					} else {
 						bits += pbq -
-							log2_fast(freq[s]);
+							stp_model_log2_fast(freq[s]);
 					}
 					if (ops->update)
 						ops->update(st, &ctx, s);
@@ -578,6 +519,12 @@ int stp_model_decode(const struct stp_model *m, const uint8_t *in,
 			return STP_ECORRUPT;
 	}
 	p = in + STP_MODEL_BODY_HDR + 4 * (size_t)lanes;
+	if (m->ops->decode && !use_generic()) {
+		rc = m->ops->decode(m, &w, x, &p, in + len, out);
+		if (rc < 0)
+			return rc;
+		goto end;
+	}
 	t = malloc(sizeof *t);
 	if (!t)
 		return STP_ENOMEM;
@@ -592,6 +539,7 @@ int stp_model_decode(const struct stp_model *m, const uint8_t *in,
 	free(t);
 	if (rc < 0)
 		return rc;
+end:
 	if (p != in + len)
 		return STP_ECORRUPT;
 	initial_states(m, &w, x0);

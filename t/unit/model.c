@@ -10,6 +10,7 @@
  * Every buffer handed to a decoder is a heap block of exactly the right
  * size, so valgrind or -fsanitize=address catches any access outside
  * it. */
+#include <math.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -389,8 +390,10 @@ static void test_registry(void)
 	   !strcmp(stp_model_kind_name(1), "order0") &&
 	   !strcmp(stp_model_kind_name(2), "adaptive0"),
 	   "registry: order0 is kind 1, adaptive0 kind 2");
-	ok(stp_model_kind_by_name("lstm") == STP_EUNSUPPORTED &&
-	   stp_model_kind_name(0) == NULL && stp_model_kind_name(3) == NULL,
+	ok(stp_model_kind_by_name("ctx") == STP_MODEL_CTX &&
+	   !strcmp(stp_model_kind_name(3), "ctx"), "registry: ctx is kind 3");
+	ok(stp_model_kind_by_name("nosuch") == STP_EUNSUPPORTED &&
+	   stp_model_kind_name(0) == NULL && stp_model_kind_name(99) == NULL,
 	   "registry: unknown names and kinds are refused");
 }
 
@@ -494,8 +497,8 @@ static void test_payloads(void)
 	p[11] = 0;
 	put16(p + 4, 0);
 	parse_refused("kind 0", p, len, STP_EUNSUPPORTED);
-	put16(p + 4, 3);
-	parse_refused("kind 3, not registered", p, len, STP_EUNSUPPORTED);
+	put16(p + 4, 99);
+	parse_refused("kind 99, not registered", p, len, STP_EUNSUPPORTED);
 	put16(p + 4, 0xfff0);
 	parse_refused("a test kind, not registered", p, len,
 		      STP_EUNSUPPORTED);
@@ -1052,8 +1055,175 @@ static void hostile(unsigned kind, size_t n, uint64_t rowlen,
 	stp_model_free(m);
 }
 
+/* ---- ctx ---- */
+
+/* Exponent-like symbols below 16 with row and column scales: each row
+ * and each column has an offset, and a symbol is the sum of the two and
+ * a noise of a few exponents, clamped, in rows of rowlen. */
+static void make_scaled(uint8_t *buf, size_t n, uint64_t rowlen,
+			unsigned alphabet)
+{
+	int col[1024], row = 0;
+	size_t i;
+
+	for (i = 0; i < 1024; i++)
+		col[i] = (int)(next() % 5) - 2;
+	for (i = 0; i < n; i++) {
+		int v;
+
+		if (i % rowlen == 0)
+			row = (int)(next() % 5) - 2;
+		v = (int)alphabet / 2 + row + col[i % rowlen % 1024] +
+		    (int)(next() % 4) - (int)(next() % 4);
+		buf[i] = (uint8_t)(v < 0 ? 0 : v >= (int)alphabet
+						  ? (int)alphabet - 1 : v);
+	}
+}
+
+static void ctx_params_refused(const char *what, unsigned alphabet,
+			       unsigned pb, const uint8_t *params,
+			       size_t plen, int want)
+{
+	uint8_t p[12 + 32];
+	size_t len = payload(p, 1, STP_MODEL_CTX, alphabet, pb, params, plen);
+
+	parse_refused(what, p, len, want);
+}
+
+/* Its params refused as formats/model.md says, and the fast path giving
+ * the bytes of predict and update, both ways, on many geometries. */
+static void test_ctx(void)
+{
+	static const uint64_t rowlens[] = { 1, 7, 64, 320, 1000, 70000 };
+	static const size_t ns[] = { 1, 33, 1000, 50021, 300007 };
+	static const unsigned alphabets[] = { 16, 32, 256 };
+	uint8_t good[16], bad[16], *in = xmalloc(300007);
+	size_t cases = 0, fails = 0;
+
+	stp_ctx_params_build(good, 2, 5, 5, 256, 1u << 16, 32);
+	{
+		uint8_t p[12 + 16];
+		struct stp_model *m = NULL;
+		size_t len = payload(p, 1, STP_MODEL_CTX, 16, 12, good, 16);
+		int rc = stp_model_parse(p, len, &m);
+
+		ok(rc == 0, "ctx: the default params parse");
+		stp_model_free(m);
+	}
+	ctx_params_refused("ctx: 15 bytes of params", 16, 12, good, 15,
+			   STP_EFRAME);
+	memcpy(bad, good, 16);
+	bad[3] = 1;
+	ctx_params_refused("ctx: reserved byte 3 set", 16, 12, bad, 16,
+			   STP_ERESERVED);
+	memcpy(bad, good, 16);
+	bad[15] = 1;
+	ctx_params_refused("ctx: reserved u16 set", 16, 12, bad, 16,
+			   STP_ERESERVED);
+	ctx_params_refused("ctx: pb 13", 16, 13, good, 16, STP_ECORRUPT);
+	ctx_params_refused("ctx: 2^pb below the alphabet", 256, 7, good, 16,
+			   STP_ECORRUPT);
+	stp_ctx_params_build(bad, 4, 5, 5, 256, 1u << 16, 32);
+	ctx_params_refused("ctx: qbits 4", 16, 12, bad, 16, STP_ECORRUPT);
+	stp_ctx_params_build(bad, 2, 0, 5, 256, 1u << 16, 32);
+	ctx_params_refused("ctx: row shift 0", 16, 12, bad, 16, STP_ECORRUPT);
+	stp_ctx_params_build(bad, 2, 5, 13, 256, 1u << 16, 32);
+	ctx_params_refused("ctx: column shift 13", 16, 12, bad, 16,
+			   STP_ECORRUPT);
+	stp_ctx_params_build(bad, 2, 5, 5, 0, 1u << 16, 32);
+	ctx_params_refused("ctx: period 0", 16, 12, bad, 16, STP_ECORRUPT);
+	stp_ctx_params_build(bad, 2, 5, 5, 256, 15, 32);
+	ctx_params_refused("ctx: limit below the alphabet", 16, 12, bad, 16,
+			   STP_ECORRUPT);
+	stp_ctx_params_build(bad, 2, 5, 5, 256, 1u << 16, 0);
+	ctx_params_refused("ctx: increment 0", 16, 12, bad, 16, STP_ECORRUPT);
+
+	for (size_t a = 0; a < sizeof alphabets / sizeof alphabets[0]; a++)
+		for (size_t r = 0; r < sizeof rowlens / sizeof rowlens[0]; r++)
+			for (size_t b = 0; b < sizeof ns / sizeof ns[0]; b++) {
+				uint64_t rowlen = rowlens[r];
+				uint64_t col = (b * 7) % rowlen;
+				size_t n = ns[b], len[2] = { 0, 0 };
+				uint8_t *body[2], *out = NULL;
+				struct stp_model *m = NULL;
+				unsigned lanes = b % 2 ? 0 : 1 + (unsigned)(b % 5);
+				int rc;
+
+				if (lanes > stp_model_default_lanes(n, rowlen, col))
+					lanes = 0;
+				make_scaled(in, n, rowlen, alphabets[a]);
+				rc = stp_model_create(1, STP_MODEL_CTX,
+						      alphabets[a], 12, good, 16,
+						      &m);
+				cases++;
+				for (int gen = 0; gen < 2; gen++) {
+					stp_model_force_generic(gen);
+					body[gen] = encode(m, in, n, rowlen, col,
+							   lanes, &len[gen], &rc);
+				}
+				if (!body[0] || !body[1] || len[0] != len[1] ||
+				    memcmp(body[0], body[1], len[0])) {
+					if (!fails++)
+						printf("# first failure: A %u rowlen %llu n %zu: bodies differ\n",
+						       alphabets[a], (unsigned long long)rowlen, n);
+				} else {
+					for (int gen = 0; gen < 2; gen++) {
+						stp_model_force_generic(gen);
+						rc = decode_exact(m, body[0], len[0], n,
+								  rowlen, col, &out);
+						if (rc < 0 || memcmp(out, in, n)) {
+							if (!fails++)
+								printf("# first failure: A %u rowlen %llu n %zu: %s decode\n",
+								       alphabets[a], (unsigned long long)rowlen, n,
+								       gen ? "generic" : "fast");
+						}
+						free(out);
+						out = NULL;
+					}
+				}
+				free(body[0]);
+				free(body[1]);
+				stp_model_free(m);
+			}
+	stp_model_force_generic(0);
+	ok(fails == 0, "ctx: %zu planes (alphabets 16, 32, 256; rows of 1 "
+	   "to 70000; 1 to 300007 symbols; 1 to 5 lanes): the fast path "
+	   "writes the bytes of predict and update, and each decodes the "
+	   "other's", cases);
+
+	/* It learns: rows and columns with offsets code well below their
+	 * order-0 entropy. */
+	{
+		struct stp_model *m = NULL;
+		size_t n = 300007, len = 0;
+		uint8_t *body;
+		int rc;
+		double h0 = 0;
+		size_t cnt[16] = { 0 };
+
+		make_scaled(in, n, 320, 16);
+		for (size_t i = 0; i < n; i++)
+			cnt[in[i]]++;
+		for (int s = 0; s < 16; s++)
+			if (cnt[s])
+				h0 += (double)cnt[s] *
+				      log2((double)n / (double)cnt[s]);
+		stp_model_create(1, STP_MODEL_CTX, 16, 12, good, 16, &m);
+		body = encode(m, in, n, 320, 0, 0, &len, &rc);
+		ok(body && 8.0 * (double)len < 0.9 * h0,
+		   "ctx: scaled rows and columns in %.3f bits a symbol, "
+		   "order-0 entropy %.3f", 8.0 * (double)len / (double)n,
+		   h0 / (double)n);
+		free(body);
+		stp_model_free(m);
+	}
+	free(in);
+}
+
 static void test_hostile(void)
 {
+	hostile(STP_MODEL_CTX, 2000, 64, 10);
+	hostile(STP_MODEL_CTX, 100000, 320, 300);
 	hostile(STP_MODEL_ORDER0, 2000, 64, 10);
 	hostile(STP_MODEL_ADAPTIVE0, 2000, 64, 10);
 	hostile(STP_MODEL_ORDER0, 100000, 320, 0);
@@ -1225,6 +1395,7 @@ int main(void)
 	test_geometry();
 	test_bad_models();
 	test_hostile();
+	test_ctx();
 	test_vs_rans();
 	test_roundtrips();
 	printf("1..%d\n", ntest);

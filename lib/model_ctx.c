@@ -1,0 +1,502 @@
+/* The ctx model kind (formats/model.md, "ctx"): adaptive order-0 counts
+ * in contexts made from what the rows above say about a symbol's column
+ * and what its row so far says about the row.  The predict and update
+ * operations are the reference; ctx_forward and ctx_decode run a whole
+ * plane in one loop with the same arithmetic (tests check that both give
+ * the same bytes). */
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "error.h"
+#include "model.h"
+#include "model_walk.h"
+
+#define CTX_PARAMS 16
+#define CTX_MAX_PB 12		/* a context keeps a 2^pb lookup table */
+#define CTX_MAX_SHIFT 12
+#define CTX_MAX_QBITS 3
+#define CTX_MAX_PERIOD ((uint32_t)1 << 20)
+#define CTX_MAX_LIMIT ((uint32_t)1 << 24)
+#define CTX_MAX_COLUMNS ((uint64_t)1 << 16)	/* wider rows: no columns */
+
+static uint32_t get16(const uint8_t *p)
+{
+	return (uint32_t)p[0] | (uint32_t)p[1] << 8;
+}
+
+static uint32_t get32(const uint8_t *p)
+{
+	return get16(p) | get16(p + 2) << 16;
+}
+
+struct ctx_params {
+	unsigned qbits, row_shift, col_shift;
+	uint32_t period, limit, inc;
+};
+
+int stp_ctx_params_build(uint8_t out[16], unsigned qbits, unsigned row_shift,
+			 unsigned col_shift, uint32_t period, uint32_t limit,
+			 uint32_t inc)
+{
+	memset(out, 0, CTX_PARAMS);
+	out[0] = (uint8_t)qbits;
+	out[1] = (uint8_t)row_shift;
+	out[2] = (uint8_t)col_shift;
+	for (int k = 0; k < 4; k++) {
+		out[4 + k] = (uint8_t)(period >> (8 * k));
+		out[8 + k] = (uint8_t)(limit >> (8 * k));
+	}
+	out[12] = (uint8_t)inc;
+	out[13] = (uint8_t)(inc >> 8);
+	return CTX_PARAMS;
+}
+
+static int ctx_parse(struct stp_model *m, const uint8_t *params, size_t len)
+{
+	struct ctx_params *c;
+
+	if (len != CTX_PARAMS)
+		return STP_EFRAME;
+	if (params[3] || get16(params + 14))
+		return STP_ERESERVED;
+	if ((1u << m->prob_bits) < m->alphabet || m->prob_bits > CTX_MAX_PB)
+		return STP_ECORRUPT;
+	c = malloc(sizeof *c);
+	if (!c)
+		return STP_ENOMEM;
+	c->qbits = params[0];
+	c->row_shift = params[1];
+	c->col_shift = params[2];
+	c->period = get32(params + 4);
+	c->limit = get32(params + 8);
+	c->inc = get16(params + 12);
+	if (c->qbits > CTX_MAX_QBITS || c->row_shift < 1 ||
+	    c->row_shift > CTX_MAX_SHIFT || c->col_shift < 1 ||
+	    c->col_shift > CTX_MAX_SHIFT || c->period < 1 ||
+	    c->period > CTX_MAX_PERIOD || c->limit < m->alphabet ||
+	    c->limit > CTX_MAX_LIMIT || c->inc < 1) {
+		free(c);
+		return STP_ECORRUPT;
+	}
+	m->priv = c;
+	return 0;
+}
+
+/* One context: adaptive0's counts and table, with the slot lookup the
+ * fast decoder reads.  cnt, freq, cum and lut follow the struct. */
+struct cx {
+	uint32_t total, since;
+	uint32_t *cnt, *freq, *cum;
+	uint8_t *lut;
+};
+
+struct ctx_state {
+	struct ctx_params p;
+	unsigned alphabet, pb, lanes, nq;
+	uint64_t rowlen;
+	int columns;			/* rowlen <= CTX_MAX_COLUMNS */
+	uint64_t group;			/* the group being coded, +1 */
+	uint64_t sum, count;		/* of the symbols coded */
+	int32_t g;			/* the plane's mean, Q8 */
+	int32_t r[STP_MODEL_MAX_LANES];	/* row offset of each lane, Q8 */
+	uint32_t rn[STP_MODEL_MAX_LANES];
+	int32_t *cp, *cn;		/* column means: previous groups, live */
+	uint16_t *np, *nn;		/* their counts, up to 2^col_shift */
+	struct cx **ctx;		/* nq contexts, made on first use */
+	uint8_t *arena;
+	size_t arena_used, cx_size;
+};
+
+static size_t cx_size(unsigned alphabet, unsigned pb)
+{
+	size_t n = sizeof(struct cx) + 3 * sizeof(uint32_t) * alphabet +
+		   sizeof(uint32_t) + ((size_t)1 << pb);
+
+	return (n + 63) & ~(size_t)63;
+}
+
+/* formats/model.md, adaptive0's build, then the starts and the lookup. */
+static void cx_build(struct cx *c, unsigned alphabet, unsigned pb)
+{
+	uint32_t m = 1u << pb, spare = m - alphabet, sum = 0;
+	uint64_t r = ((uint64_t)spare << 32) / c->total;
+	unsigned s, top = 0;
+
+	for (s = 0; s < alphabet; s++) {
+		c->freq[s] = 1 + (uint32_t)(c->cnt[s] * r >> 32);
+		sum += c->freq[s];
+		if (c->cnt[s] > c->cnt[top])
+			top = s;
+	}
+	c->freq[top] += m - sum;
+	sum = 0;
+	for (s = 0; s < alphabet; s++) {
+		c->cum[s] = sum;
+		memset(c->lut + sum, (int)s, c->freq[s]);
+		sum += c->freq[s];
+	}
+	c->cum[alphabet] = sum;
+}
+
+static struct cx *cx_get(struct ctx_state *st, unsigned q)
+{
+	struct cx *c = st->ctx[q];
+	unsigned s;
+
+	if (c)
+		return c;
+	c = (struct cx *)(st->arena + st->arena_used);
+	st->arena_used += st->cx_size;
+	c->cnt = (uint32_t *)(c + 1);
+	c->freq = c->cnt + st->alphabet;
+	c->cum = c->freq + st->alphabet;
+	c->lut = (uint8_t *)(c->cum + st->alphabet + 1);
+	for (s = 0; s < st->alphabet; s++)
+		c->cnt[s] = 1;
+	c->total = st->alphabet;
+	c->since = 0;
+	cx_build(c, st->alphabet, st->pb);
+	st->ctx[q] = c;
+	return c;
+}
+
+static void ctx_close(void *state)
+{
+	struct ctx_state *st = state;
+
+	if (!st)
+		return;
+	free(st->cp);
+	free(st->ctx);
+	free(st->arena);
+	free(st);
+}
+
+static int ctx_open(const struct stp_model *m, const struct stp_model_geom *g,
+		    void **out_state)
+{
+	struct ctx_state *st = calloc(1, sizeof *st);
+	uint64_t cols;
+
+	if (!st)
+		return STP_ENOMEM;
+	st->p = *(const struct ctx_params *)m->priv;
+	st->alphabet = m->alphabet;
+	st->pb = m->prob_bits;
+	st->lanes = g->lanes;
+	st->rowlen = g->rowlen;
+	st->nq = (m->alphabet << st->p.qbits) + 1;
+	st->columns = g->rowlen <= CTX_MAX_COLUMNS && g->rows > 1;
+	cols = st->columns ? g->rowlen : 0;
+	st->cx_size = cx_size(m->alphabet, m->prob_bits);
+	/* One block for the column arrays; the arena is only touched as
+	 * contexts are made, so its untouched pages cost nothing. */
+	st->cp = malloc(cols * (2 * sizeof(int32_t) + 2 * sizeof(uint16_t)) + 1);
+	st->ctx = calloc(st->nq, sizeof *st->ctx);
+	st->arena = malloc(st->nq * st->cx_size);
+	if (!st->cp || !st->ctx || !st->arena) {
+		ctx_close(st);
+		return STP_ENOMEM;
+	}
+	st->cn = st->cp + cols;
+	st->np = (uint16_t *)(st->cn + cols);
+	st->nn = st->np + cols;
+	memset(st->cn, 0, cols * sizeof(int32_t));
+	memset(st->nn, 0, cols * sizeof(uint16_t));
+	*out_state = st;
+	return 0;
+}
+
+/* floor(v / 2^s) for a signed v, whatever the compiler does with >>. */
+static inline int32_t floor_shift(int32_t v, unsigned s)
+{
+	return v >= 0 ? v >> s : -(int32_t)(((uint32_t)-v + (1u << s) - 1) >> s);
+}
+
+/* The start of group g: the plane's mean so far, and the column means of
+ * the rows coded so far become those the group's symbols are told. */
+static inline void at_group(struct ctx_state *st, uint64_t g)
+{
+	st->group = g + 1;
+	st->g = st->count ? (int32_t)((st->sum << 8) / st->count)
+			  : (int32_t)(st->alphabet << 7);
+	if (st->columns) {
+		memcpy(st->cp, st->cn, st->rowlen * sizeof(int32_t));
+		memcpy(st->np, st->nn, st->rowlen * sizeof(uint16_t));
+	}
+}
+
+/* The column mean told to a symbol at column c (Q8). */
+static inline int32_t col_mean(const struct ctx_state *st, uint64_t c)
+{
+	return st->columns && st->np[c] ? st->cp[c] : st->g;
+}
+
+/* The context of a symbol whose column mean is cm, in lane k. */
+static inline unsigned context(const struct ctx_state *st, int32_t cm,
+			       unsigned k)
+{
+	int32_t mu = cm + st->r[k];
+	unsigned sh = 8 - st->p.qbits;
+	uint32_t q;
+
+	if (mu < 0)
+		return 0;
+	q = ((uint32_t)mu + (1u << (sh - 1))) >> sh;
+	return q < st->nq ? q : st->nq - 1;
+}
+
+/* Everything that follows coding symbol s in context c, lane k, column
+ * col, with column mean cm. */
+static inline void learn(struct ctx_state *st, struct cx *c, unsigned k,
+			 uint64_t col, int32_t cm, unsigned s)
+{
+	int32_t v = (int32_t)(s << 8), d;
+
+	c->cnt[s] += st->p.inc;
+	c->total += st->p.inc;
+	if (c->total > st->p.limit) {
+		c->total = 0;
+		for (unsigned t = 0; t < st->alphabet; t++) {
+			c->cnt[t] = (c->cnt[t] + 1) >> 1;
+			c->total += c->cnt[t];
+		}
+	}
+	if (++c->since == st->p.period) {
+		c->since = 0;
+		cx_build(c, st->alphabet, st->pb);
+	}
+	d = v - cm - st->r[k];
+	if (st->rn[k] < 1u << st->p.row_shift)
+		st->r[k] += d / (int32_t)++st->rn[k];
+	else
+		st->r[k] += floor_shift(d, st->p.row_shift);
+	if (st->columns) {
+		d = v - st->cn[col];
+		if (st->nn[col] < 1u << st->p.col_shift)
+			st->cn[col] += d / (int32_t)++st->nn[col];
+		else
+			st->cn[col] += floor_shift(d, st->p.col_shift);
+	}
+	st->sum += s;
+	st->count++;
+}
+
+/* ---- The reference: predict and update ---- */
+
+static void ctx_start_row(void *state, const struct stp_model_ctx *ctx)
+{
+	struct ctx_state *st = state;
+
+	st->r[ctx->lane] = 0;
+	st->rn[ctx->lane] = 0;
+}
+
+static int ctx_predict(void *state, const struct stp_model_ctx *ctx,
+		       const uint32_t **out_freq)
+{
+	struct ctx_state *st = state;
+	uint64_t g = ctx->row / st->lanes;
+
+	if (st->group != g + 1)
+		at_group(st, g);
+	*out_freq = cx_get(st, context(st, col_mean(st, ctx->col),
+				       ctx->lane))->freq;
+	return 1;
+}
+
+static void ctx_update(void *state, const struct stp_model_ctx *ctx,
+		       unsigned symbol)
+{
+	struct ctx_state *st = state;
+	int32_t cm = col_mean(st, ctx->col);
+
+	learn(st, cx_get(st, context(st, cm, ctx->lane)), ctx->lane,
+	      ctx->col, cm, symbol);
+}
+
+/* ---- The fast path: a whole plane in one loop ---- */
+
+/* Runs the model over the plane in coding order, as the generic coder
+ * does through predict and update, without asking per symbol.  With
+ * plane, it is the encoder's forward pass (pairs, lane_of, or the cost
+ * in *out_bits when pairs is NULL); without, it decodes into out. */
+static int ctx_run(const struct stp_model *m, const struct walk *w,
+		   const uint8_t *plane, uint32_t *pairs, uint8_t *lane_of,
+		   uint64_t *out_bits, uint32_t x[], const uint8_t **pp,
+		   const uint8_t *end, uint8_t *out)
+{
+	struct stp_model_geom geom = { w->n, w->rowlen, w->c0, w->rows,
+				       w->lanes };
+	struct ctx_state *st;
+	const uint8_t *p = pp ? *pp : NULL;
+	unsigned pb = m->prob_bits;
+	uint32_t mask = (1u << pb) - 1;
+	uint64_t bits = 0, pbq = (uint64_t)pb << 24, g, c;
+	size_t tpos = 0;
+	int rc = ctx_open(m, &geom, (void **)&st);
+
+	if (rc < 0)
+		return rc;
+	for (g = 0; g < ngroups(w); g++) {
+		struct group gr;
+
+		group_init(w, g, &gr);
+		at_group(st, g);
+		for (unsigned sp = 0; sp < gr.nspans; sp++)
+			for (c = gr.span[sp][0]; c <= gr.span[sp][1]; c++)
+				for (unsigned k = 0; k < gr.nl; k++) {
+					size_t i;
+					int32_t cm;
+					struct cx *cx;
+					unsigned s;
+
+					if (c < gr.lo[k] || c > gr.hi[k])
+						continue;
+					i = (size_t)(gr.base[k] + c);
+					if (c == gr.lo[k]) {
+						st->r[k] = 0;
+						st->rn[k] = 0;
+					}
+					cm = col_mean(st, c);
+					cx = cx_get(st, context(st, cm, k));
+					if (plane) {
+						s = plane[i];
+						if (s >= m->alphabet) {
+							rc = STP_ERANGE;
+							goto out;
+						}
+						if (pairs) {
+							pairs[tpos] = cx->cum[s] |
+								cx->freq[s] << 16;
+							lane_of[tpos++] =
+								(uint8_t)k;
+						} else {
+							bits += pbq -
+								stp_model_log2_fast(
+									cx->freq[s]);
+						}
+					} else {
+						uint32_t slot = x[k] & mask, v;
+
+						s = cx->lut[slot];
+						v = cx->freq[s] * (x[k] >> pb) +
+						    slot - cx->cum[s];
+						if (v < 1u << 15) {
+							if (end - p < 2) {
+								rc = STP_ETRUNCATED;
+								goto out;
+							}
+							v = v << 16 |
+							    (uint32_t)p[0] |
+							    (uint32_t)p[1] << 8;
+							p += 2;
+						}
+						x[k] = v;
+						out[i] = (uint8_t)s;
+					}
+					learn(st, cx, k, c, cm, s);
+				}
+	}
+	if (out_bits)
+		*out_bits = bits;
+	if (pp)
+		*pp = p;
+out:
+	ctx_close(st);
+	return rc;
+}
+
+static int ctx_forward(const struct stp_model *m, const struct walk *w,
+		       const uint8_t *plane, uint32_t *pairs,
+		       uint8_t *lane_of, uint64_t *out_bits)
+{
+	return ctx_run(m, w, plane, pairs, lane_of, out_bits, NULL, NULL,
+		       NULL, NULL);
+}
+
+static int ctx_decode(const struct stp_model *m, const struct walk *w,
+		      uint32_t x[], const uint8_t **pp, const uint8_t *end,
+		      uint8_t *out)
+{
+	return ctx_run(m, w, NULL, NULL, NULL, NULL, x, pp, end, out);
+}
+
+/* ---- Fitting: a small grid of shifts ---- */
+
+#define CTX_FIT_SAMPLE ((size_t)1 << 20)	/* symbols a fit measures on */
+
+/* Of row shifts 4..6 and column shifts 3..5 (period 256, limit 2^16,
+ * increment 32, 4 contexts an exponent), the pair whose estimated bodies
+ * over the first CTX_FIT_SAMPLE symbols of the planes are the shortest,
+ * ties to the earlier (smaller shifts). */
+static int ctx_fit(unsigned alphabet, unsigned pb,
+		   const struct stp_model_plane *planes, size_t nplanes,
+		   uint8_t **out_params, size_t *out_len)
+{
+	size_t best = SIZE_MAX;
+	uint8_t cand[CTX_PARAMS], *p;
+	int rc;
+
+	if ((1u << pb) < alphabet || pb > CTX_MAX_PB)
+		return STP_ERANGE;
+	p = malloc(CTX_PARAMS);
+	if (!p)
+		return STP_ENOMEM;
+	for (unsigned rs = 4; rs <= 6; rs++)
+		for (unsigned cs = 3; cs <= 5; cs++) {
+			struct stp_model *m;
+			size_t left = CTX_FIT_SAMPLE, total = 0, est;
+
+			stp_ctx_params_build(cand, 2, rs, cs, 256, 1u << 16,
+					     32);
+			rc = stp_model_create_ops(&stp_model_ctx_ops, 0,
+						  alphabet, pb, cand,
+						  CTX_PARAMS, &m);
+			if (rc < 0)
+				goto fail;
+			for (size_t i = 0; i < nplanes && left; i++) {
+				struct stp_model_plane q = planes[i];
+
+				if (!q.n)
+					continue;
+				if (q.n > left)
+					q.n = left;
+				left -= q.n;
+				rc = stp_model_estimate(m, &q, 0, &est);
+				if (rc < 0) {
+					stp_model_free(m);
+					goto fail;
+				}
+				total += est;
+			}
+			stp_model_free(m);
+			if (total < best) {
+				best = total;
+				memcpy(p, cand, CTX_PARAMS);
+			}
+		}
+	*out_params = p;
+	*out_len = CTX_PARAMS;
+	return 0;
+fail:
+	free(p);
+	return rc;
+}
+
+const struct stp_model_ops stp_model_ctx_ops = {
+	.kind = STP_MODEL_CTX,
+	.name = "ctx",
+	.default_prob_bits = 12,
+	.parse = ctx_parse,
+	.free_priv = free,
+	.fit = ctx_fit,
+	.open = ctx_open,
+	.close = ctx_close,
+	.start_row = ctx_start_row,
+	.predict = ctx_predict,
+	.update = ctx_update,
+	.forward = ctx_forward,
+	.decode = ctx_decode,
+};
