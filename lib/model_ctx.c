@@ -10,6 +10,7 @@
 
 #include "error.h"
 #include "model.h"
+#include "model_feat.h"
 #include "model_walk.h"
 
 #define CTX_PARAMS 16
@@ -18,7 +19,6 @@
 #define CTX_MAX_QBITS 3
 #define CTX_MAX_PERIOD ((uint32_t)1 << 20)
 #define CTX_MAX_LIMIT ((uint32_t)1 << 24)
-#define CTX_MAX_COLUMNS ((uint64_t)1 << 16)	/* wider rows: no columns */
 
 static uint32_t get16(const uint8_t *p)
 {
@@ -94,15 +94,7 @@ struct cx {
 struct ctx_state {
 	struct ctx_params p;
 	unsigned alphabet, pb, lanes, nq;
-	uint64_t rowlen;
-	int columns;			/* rowlen <= CTX_MAX_COLUMNS */
-	uint64_t group;			/* the group being coded, +1 */
-	uint64_t sum, count;		/* of the symbols coded */
-	int32_t g;			/* the plane's mean, Q8 */
-	int32_t r[STP_MODEL_MAX_LANES];	/* row offset of each lane, Q8 */
-	uint32_t rn[STP_MODEL_MAX_LANES];
-	int32_t *cp, *cn;		/* column means: previous groups, live */
-	uint16_t *np, *nn;		/* their counts, up to 2^col_shift */
+	struct feat f;
 	struct cx **ctx;		/* nq contexts, made on first use */
 	uint8_t *arena;
 	size_t arena_used, cx_size;
@@ -167,7 +159,7 @@ static void ctx_close(void *state)
 
 	if (!st)
 		return;
-	free(st->cp);
+	feat_close(&st->f);
 	free(st->ctx);
 	free(st->arena);
 	free(st);
@@ -177,7 +169,6 @@ static int ctx_open(const struct stp_model *m, const struct stp_model_geom *g,
 		    void **out_state)
 {
 	struct ctx_state *st = calloc(1, sizeof *st);
-	uint64_t cols;
 
 	if (!st)
 		return STP_ENOMEM;
@@ -185,59 +176,30 @@ static int ctx_open(const struct stp_model *m, const struct stp_model_geom *g,
 	st->alphabet = m->alphabet;
 	st->pb = m->prob_bits;
 	st->lanes = g->lanes;
-	st->rowlen = g->rowlen;
 	st->nq = (m->alphabet << st->p.qbits) + 1;
-	st->columns = g->rowlen <= CTX_MAX_COLUMNS && g->rows > 1;
-	cols = st->columns ? g->rowlen : 0;
 	st->cx_size = cx_size(m->alphabet, m->prob_bits);
-	/* One block for the column arrays; the arena is only touched as
-	 * contexts are made, so its untouched pages cost nothing. */
-	st->cp = malloc(cols * (2 * sizeof(int32_t) + 2 * sizeof(uint16_t)) + 1);
+	if (feat_open(&st->f, m->alphabet, st->p.row_shift, st->p.col_shift,
+		      g) < 0) {
+		free(st);
+		return STP_ENOMEM;
+	}
+	/* The arena is only touched as contexts are made, so its untouched
+	 * pages cost nothing. */
 	st->ctx = calloc(st->nq, sizeof *st->ctx);
 	st->arena = malloc(st->nq * st->cx_size);
-	if (!st->cp || !st->ctx || !st->arena) {
+	if (!st->ctx || !st->arena) {
 		ctx_close(st);
 		return STP_ENOMEM;
 	}
-	st->cn = st->cp + cols;
-	st->np = (uint16_t *)(st->cn + cols);
-	st->nn = st->np + cols;
-	memset(st->cn, 0, cols * sizeof(int32_t));
-	memset(st->nn, 0, cols * sizeof(uint16_t));
 	*out_state = st;
 	return 0;
-}
-
-/* floor(v / 2^s) for a signed v, whatever the compiler does with >>. */
-static inline int32_t floor_shift(int32_t v, unsigned s)
-{
-	return v >= 0 ? v >> s : -(int32_t)(((uint32_t)-v + (1u << s) - 1) >> s);
-}
-
-/* The start of group g: the plane's mean so far, and the column means of
- * the rows coded so far become those the group's symbols are told. */
-static inline void at_group(struct ctx_state *st, uint64_t g)
-{
-	st->group = g + 1;
-	st->g = st->count ? (int32_t)((st->sum << 8) / st->count)
-			  : (int32_t)(st->alphabet << 7);
-	if (st->columns) {
-		memcpy(st->cp, st->cn, st->rowlen * sizeof(int32_t));
-		memcpy(st->np, st->nn, st->rowlen * sizeof(uint16_t));
-	}
-}
-
-/* The column mean told to a symbol at column c (Q8). */
-static inline int32_t col_mean(const struct ctx_state *st, uint64_t c)
-{
-	return st->columns && st->np[c] ? st->cp[c] : st->g;
 }
 
 /* The context of a symbol whose column mean is cm, in lane k. */
 static inline unsigned context(const struct ctx_state *st, int32_t cm,
 			       unsigned k)
 {
-	int32_t mu = cm + st->r[k];
+	int32_t mu = feat_mu(&st->f, cm, k);
 	unsigned sh = 8 - st->p.qbits;
 	uint32_t q;
 
@@ -252,8 +214,6 @@ static inline unsigned context(const struct ctx_state *st, int32_t cm,
 static inline void learn(struct ctx_state *st, struct cx *c, unsigned k,
 			 uint64_t col, int32_t cm, unsigned s)
 {
-	int32_t v = (int32_t)(s << 8), d;
-
 	c->cnt[s] += st->p.inc;
 	c->total += st->p.inc;
 	if (c->total > st->p.limit) {
@@ -267,20 +227,7 @@ static inline void learn(struct ctx_state *st, struct cx *c, unsigned k,
 		c->since = 0;
 		cx_build(c, st->alphabet, st->pb);
 	}
-	d = v - cm - st->r[k];
-	if (st->rn[k] < 1u << st->p.row_shift)
-		st->r[k] += d / (int32_t)++st->rn[k];
-	else
-		st->r[k] += floor_shift(d, st->p.row_shift);
-	if (st->columns) {
-		d = v - st->cn[col];
-		if (st->nn[col] < 1u << st->p.col_shift)
-			st->cn[col] += d / (int32_t)++st->nn[col];
-		else
-			st->cn[col] += floor_shift(d, st->p.col_shift);
-	}
-	st->sum += s;
-	st->count++;
+	feat_learn(&st->f, k, col, cm, s);
 }
 
 /* ---- The reference: predict and update ---- */
@@ -289,8 +236,7 @@ static void ctx_start_row(void *state, const struct stp_model_ctx *ctx)
 {
 	struct ctx_state *st = state;
 
-	st->r[ctx->lane] = 0;
-	st->rn[ctx->lane] = 0;
+	feat_row(&st->f, ctx->lane);
 }
 
 static int ctx_predict(void *state, const struct stp_model_ctx *ctx,
@@ -299,9 +245,9 @@ static int ctx_predict(void *state, const struct stp_model_ctx *ctx,
 	struct ctx_state *st = state;
 	uint64_t g = ctx->row / st->lanes;
 
-	if (st->group != g + 1)
-		at_group(st, g);
-	*out_freq = cx_get(st, context(st, col_mean(st, ctx->col),
+	if (st->f.group != g + 1)
+		feat_group(&st->f, g);
+	*out_freq = cx_get(st, context(st, feat_col(&st->f, ctx->col),
 				       ctx->lane))->freq;
 	return 1;
 }
@@ -310,7 +256,7 @@ static void ctx_update(void *state, const struct stp_model_ctx *ctx,
 		       unsigned symbol)
 {
 	struct ctx_state *st = state;
-	int32_t cm = col_mean(st, ctx->col);
+	int32_t cm = feat_col(&st->f, ctx->col);
 
 	learn(st, cx_get(st, context(st, cm, ctx->lane)), ctx->lane,
 	      ctx->col, cm, symbol);
@@ -343,7 +289,7 @@ static int ctx_run(const struct stp_model *m, const struct walk *w,
 		struct group gr;
 
 		group_init(w, g, &gr);
-		at_group(st, g);
+		feat_group(&st->f, g);
 		for (unsigned sp = 0; sp < gr.nspans; sp++)
 			for (c = gr.span[sp][0]; c <= gr.span[sp][1]; c++)
 				for (unsigned k = 0; k < gr.nl; k++) {
@@ -355,11 +301,9 @@ static int ctx_run(const struct stp_model *m, const struct walk *w,
 					if (c < gr.lo[k] || c > gr.hi[k])
 						continue;
 					i = (size_t)(gr.base[k] + c);
-					if (c == gr.lo[k]) {
-						st->r[k] = 0;
-						st->rn[k] = 0;
-					}
-					cm = col_mean(st, c);
+					if (c == gr.lo[k])
+						feat_row(&st->f, k);
+					cm = feat_col(&st->f, c);
 					cx = cx_get(st, context(st, cm, k));
 					if (plane) {
 						s = plane[i];
