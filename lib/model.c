@@ -73,6 +73,7 @@ static const struct stp_model_ops *const kinds[] = {
 	&order0_ops,
 	&adaptive0_ops,
 	&stp_model_ctx_ops,
+	&stp_model_lstm_ops,
 };
 #define NKINDS (sizeof kinds / sizeof kinds[0])
 

@@ -36,8 +36,10 @@
 enum stp_model_kind {
 	STP_MODEL_ORDER0 = 1,		/* "order0": a static table */
 	STP_MODEL_ADAPTIVE0 = 2,	/* "adaptive0": adaptive counts */
-	STP_MODEL_CTX = 3		/* "ctx": counts in row and column
+	STP_MODEL_CTX = 3,		/* "ctx": counts in row and column
 					 * contexts */
+	STP_MODEL_LSTM = 4		/* "lstm": a recurrent network along
+					 * rows, learnt by lstm-model */
 };
 
 /* The params of a ctx model (formats/model.md, "ctx"), 16 bytes into out;
@@ -267,7 +269,7 @@ struct stp_model_ops {
 		      uint8_t *out);
 };
 
-extern const struct stp_model_ops stp_model_ctx_ops;
+extern const struct stp_model_ops stp_model_ctx_ops, stp_model_lstm_ops;
 
 /* A model: read-only once made. */
 struct stp_model {
