@@ -172,6 +172,8 @@ int cli_check_impl(void)
 	return 0;
 }
 
+int cli_model_fitted;
+
 int cli_model(const char *arg)
 {
 	if (strcmp(arg, "order0") == 0)
@@ -180,7 +182,11 @@ int cli_model(const char *arg)
 		return STP_MODEL_ADAPTIVE0;
 	if (strcmp(arg, "ctx") == 0)
 		return STP_MODEL_CTX;
-	cli_usage("unknown model kind '%s' (known: order0, ctx, adaptive0)",
-		  arg);
+	if (cli_model_fitted && strcmp(arg, "lstm") == 0)
+		return STP_MODEL_LSTM;
+	if (cli_model_fitted && strcmp(arg, "auto") == 0)
+		return STP_MODEL_AUTO;
+	cli_usage("unknown model kind '%s' (known: order0, ctx, adaptive0%s)",
+		  arg, cli_model_fitted ? ", lstm, auto" : "");
 	return -1;
 }

@@ -42,8 +42,11 @@ int cli_run_stage(struct stp_stage *st);
 int cli_check_impl(void);
 
 /* Parses a -m argument: 0 for "order0" (static tables), else a model
- * kind of lib/model.h; -1 after a usage message. */
+ * kind of lib/model.h; -1 after a usage message.  "lstm" and "auto"
+ * (STP_MODEL_AUTO) are known where cli_model_fitted is set: the front
+ * end, which runs lstm-model for them. */
 int cli_model(const char *arg);
+extern int cli_model_fitted;
 
 /* Parses a -T argument: a thread count from 1 to 64, or 0 for one per
  * online CPU. Returns the count, or -1 after a usage message. */

@@ -37,8 +37,11 @@ static const char usage[] =
 	"  -m, --model=KIND    exponent model: order0 (default: a static table\n"
 	"                      per plane; fastest), ctx (counts in row and\n"
 	"                      column contexts; smaller where weights have row\n"
-	"                      and column scales, decodes about 40x slower) or\n"
-	"                      adaptive0 (adaptive counts)\n"
+	"                      and column scales, decodes about 40x slower),\n"
+	"                      lstm (a small LSTM a layer, fitted first; slow\n"
+	"                      to compress, decodes about 600x slower), auto\n"
+	"                      (each plane with whichever of order0, ctx and an\n"
+	"                      online lstm codes it smallest) or adaptive0\n"
 	"  -T, --threads=N     threads (0: one per CPU; default 1); same output\n"
 	"  -q, --quiet         no progress, no summary\n"
 	"  -v, --verbose       print a summary line\n"
@@ -374,6 +377,7 @@ int main(int argc, char **argv)
 	int c, t;
 
 	cli_init("stpipe");
+	cli_model_fitted = 1;
 	if (strcmp(cmd, "-h") == 0 || strcmp(cmd, "--help") == 0) {
 		fputs(usage, stdout);
 		return cli_close_stdout();

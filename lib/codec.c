@@ -13,6 +13,7 @@
 #include "deflate.h"
 #include "error.h"
 #include "model.h"
+#include "lstm_stage.h"
 #include "planes.h"
 #include "rans.h"
 
@@ -26,7 +27,7 @@
 #define SM_MIN_GAIN 32
 #define SM_SMALL 65536
 #define MAX_THREADS 64
-#define MAX_MODELS 16             /* MODEL frames per segment */
+#define MAX_MODELS 4096           /* MODEL frames per segment */
 #define WHERE_MAX (STP_MAX_PATH + 700)
 
 struct piece {
@@ -34,6 +35,15 @@ struct piece {
 	size_t hdr_off, hdr_len;      /* in job->out */
 	size_t body_off, body_len;
 	uint32_t body_crc;
+	struct stp_model *used;       /* the model its exponents use */
+};
+
+/* A model of the segment, and whether its MODEL frame has gone out: a
+ * model's frame goes out right before the first frame that uses it, so
+ * one that never pays costs nothing. */
+struct seg_model {
+	struct stp_model *m;
+	int sent;
 };
 
 struct job {
@@ -50,10 +60,11 @@ struct job {
 	unsigned code;
 	uint64_t start, rowlen;
 	int text;                     /* DATA outside tensors: try deflate */
-	/* the models of the segment: the one to code exponents with (CODE),
-	 * all of them (DECODE); read-only while jobs run */
-	const struct stp_model *model;
-	struct stp_model *const *models;
+	/* the models to code exponents with (CODE: the -m kind's and the
+	 * one lstm-model asked for), the segment's (DECODE); read-only while
+	 * jobs run */
+	struct stp_model *cand[2];
+	const struct seg_model *models;
 	unsigned nmodels;
 	uint8_t *out;
 	size_t out_cap;
@@ -80,10 +91,13 @@ struct codec {
 	unsigned ops;
 	unsigned threads;
 	unsigned model_kind;
-	/* models of the segment: parsed from MODEL frames (DECODE) or made
-	 * and sent (CODE); freed when the segment ends and every job is done */
-	struct stp_model *models[MAX_MODELS];
+	/* models of the segment: parsed from MODEL frames (DECODE), made or
+	 * taken from MODEL_FIT frames (CODE); freed when the segment ends and
+	 * every job is done */
+	struct seg_model *models;	/* MAX_MODELS, once allocated */
 	unsigned nmodels;
+	uint32_t hint;                /* MODEL_USE: for the next tensor, +1 */
+	struct stp_model *tensor_model;	/* the tensor's, from its hint */
 	/* A ring of frames in arrival order: [head, next) are handed to the
 	 * workers or done, [next, tail) wait for one, all are emitted from
 	 * head in order. */
@@ -200,6 +214,11 @@ static size_t coded_bound(const struct stp_planes_hdr *h, int model)
 	return n + (model ? stp_model_bound(h->len[0]) : 0);
 }
 
+static int has_cand(struct stp_model *const cand[2])
+{
+	return cand[0] || cand[1];
+}
+
 /* Checks a PLANES payload: header, layout and plane lengths. Returns the
  * header size or a negative code. */
 static int check_planes(const uint8_t *p, size_t len, struct stp_planes_hdr *h)
@@ -253,28 +272,39 @@ static int joint_pays(const struct stp_planes_hdr *h, const uint8_t *planes,
 	       sm_cost(cost0(planes + h->len[0], h->len[1]), h->len[1]);
 }
 
-/* Codes the exponent plane with the model too, after the static body of
- * *clen bytes at out (which has room for both); keeps the smaller. */
-static int code_with_model(const struct stp_model *m,
-			   const struct stp_planes_hdr *h, const uint8_t *plane,
-			   uint8_t *out, size_t *clen)
+/* Codes the exponent plane with each candidate model too, after the
+ * static body of *clen bytes at out (which has room for one more); keeps
+ * the smallest body, the model it used in *used (NULL: the static one),
+ * ties to the earlier. */
+static int code_with_models(struct stp_model *const cand[2],
+			    const struct stp_planes_hdr *h,
+			    const uint8_t *plane, uint8_t *out, size_t *clen,
+			    struct stp_model **used)
 {
 	struct stp_model_plane mp = {
 		.sym = plane, .n = h->len[0], .rowlen = h->rowlen,
 		.column = h->column,
 	};
 	uint8_t *alt = out + stp_rans_bound(h->len[0]);
-	size_t mlen;
-	int rc = stp_model_encode(m, &mp, 0, alt, stp_model_bound(h->len[0]),
-				  &mlen);
 
-	if (rc == STP_ERANGE)
-		return 0;     /* a symbol the model cannot code: static */
-	if (rc < 0)
-		return rc;
-	if (mlen < *clen) {
-		memmove(out, alt, mlen);
-		*clen = mlen;
+	*used = NULL;
+	for (int k = 0; k < 2; k++) {
+		size_t mlen;
+		int rc;
+
+		if (!cand[k])
+			continue;
+		rc = stp_model_encode(cand[k], &mp, 0, alt,
+				      stp_model_bound(h->len[0]), &mlen);
+		if (rc == STP_ERANGE)
+			continue;	/* a symbol the model cannot code */
+		if (rc < 0)
+			return rc;
+		if (mlen < *clen) {
+			memmove(out, alt, mlen);
+			*clen = mlen;
+			*used = cand[k];
+		}
 	}
 	return 0;
 }
@@ -282,14 +312,15 @@ static int code_with_model(const struct stp_model *m,
 /* PLANES payload p -> CODED frame at out (room: coded_bound). values are
  * the chunk's original bytes when the caller has them, else NULL and tmp
  * (room for the values) is used to rebuild them for 1-byte dtypes. */
-static int code_planes(const struct stp_model *model, const uint8_t *p,
+static int code_planes(struct stp_model *const cand[2], const uint8_t *p,
 		       size_t len, uint8_t *out, struct piece *pc,
 		       const uint8_t *values, uint8_t *tmp)
 {
 	struct stp_planes_hdr h;
 	const uint8_t *src;
 	size_t at, clen, jlen;
-	int rc = check_planes(p, len, &h), joint;
+	int rc = check_planes(p, len, &h), joint, model = has_cand(cand);
+	struct stp_model *used = NULL;
 
 	if (rc < 0)
 		return rc;
@@ -311,8 +342,8 @@ static int code_planes(const struct stp_model *model, const uint8_t *p,
 			if (rc < 0)
 				return rc;
 			if (i == 0 && model &&
-			    (rc = code_with_model(model, &h, src, out + at,
-						  &clen)) < 0)
+			    (rc = code_with_models(cand, &h, src, out + at,
+						   &clen, &used)) < 0)
 				return rc;
 			if (i > 0 && h.len[i] > SM_SMALL &&
 			    clen > h.len[i] - h.len[i] / SM_MIN_GAIN) {
@@ -334,6 +365,7 @@ static int code_planes(const struct stp_model *model, const uint8_t *p,
 		if (rc < 0)
 			return rc;
 		if (at == hs || jlen < at - hs) {
+			used = NULL;
 			memmove(out + hs, out + at, jlen);
 			h.layout = STP_LAYOUT_JOINT;
 			h.len[0] = (uint32_t)jlen;
@@ -350,6 +382,7 @@ static int code_planes(const struct stp_model *model, const uint8_t *p,
 	pc->hdr_len = stp_planes_hdr_size(&h);
 	pc->body_off = pc->hdr_len;
 	pc->body_len = at - pc->hdr_len;
+	pc->used = used;
 	return 0;
 }
 
@@ -367,8 +400,8 @@ static int decode_body(const struct job *j, const uint8_t *in, size_t len,
 	if (stp_model_body_id(in, len, &id) < 0)
 		return STP_ETRUNCATED;
 	for (unsigned i = 0; i < j->nmodels; i++)
-		if (j->models[i]->id == id)
-			return stp_model_decode(j->models[i], in, len, out, n,
+		if (j->models[i].m->id == id)
+			return stp_model_decode(j->models[i].m, in, len, out, n,
 						rowlen, column);
 	return STP_ECORRUPT;      /* no MODEL frame before it */
 }
@@ -571,6 +604,8 @@ static int run_job(struct job *j, uint8_t *scratch)
 	int rc = 0, k;
 
 	j->npieces = 1;
+	for (int i = 0; i < MAX_OUT_FRAMES; i++)
+		j->piece[i].used = NULL;
 	if (j->crc_pending &&
 	    (rc = stp_frame_verify(j->type, j->src, j->in_len, j->crc,
 				   &j->in_crc)) < 0)
@@ -601,18 +636,18 @@ static int run_job(struct job *j, uint8_t *scratch)
 			size_t plen = tmp[i].hdr_len + tmp[i].body_len;
 
 			stp_planes_hdr_parse(pl, plen, &h);
-			rc = code_planes(j->model, pl, plen, j->out + at,
+			rc = code_planes(j->cand, pl, plen, j->out + at,
 					 &j->piece[i],
 					 j->src + 8 + (h.offset -
 						       stp_get64(j->src)),
 					 NULL);
 			j->piece[i].hdr_off += at;
 			j->piece[i].body_off += at;
-			at += coded_bound(&h, j->model != NULL);
+			at += coded_bound(&h, has_cand(j->cand));
 		}
 		break;
 	case STP_OP_CODE:
-		rc = code_planes(j->model, j->src, j->in_len, j->out,
+		rc = code_planes(j->cand, j->src, j->in_len, j->out,
 				 j->piece, NULL, scratch);
 		break;
 	case STP_OP_DECODE:
@@ -754,6 +789,31 @@ static int emit(struct codec *c, struct stp_out *out, unsigned type,
 	return out->frame(out->ctx, type, v, n, crc);
 }
 
+/* Sends model m's MODEL frame if it has not gone out yet. */
+static int send_model(struct codec *c, const struct stp_model *m,
+		      struct stp_out *out)
+{
+	for (unsigned i = 0; i < c->nmodels; i++) {
+		struct seg_model *sm = &c->models[i];
+		const uint8_t *payload;
+		struct iovec v[2];
+		uint32_t crc;
+		size_t len;
+
+		if (sm->m != m)
+			continue;
+		if (sm->sent)
+			return 0;
+		sm->sent = 1;
+		payload = stp_model_payload(m, &len);
+		v[0] = (struct iovec){ (void *)payload, 8 };
+		v[1] = (struct iovec){ (void *)(payload + 8), len - 8 };
+		crc = stp_crc32(0, payload + 8, len - 8);
+		return emit(c, out, STP_F_MODEL, v, 2, &crc);
+	}
+	return STP_ECORRUPT;
+}
+
 static int emit_job(struct codec *c, struct job *j, struct stp_out *out)
 {
 	if (!j->op) {
@@ -770,9 +830,11 @@ static int emit_job(struct codec *c, struct job *j, struct stp_out *out)
 			{ j->out + p->hdr_off, p->hdr_len },
 			{ j->out + p->body_off, p->body_len },
 		};
-		int rc = emit(c, out, p->type, v, 2, &p->body_crc);
+		int rc;
 
-		if (rc < 0)
+		if (p->used && (rc = send_model(c, p->used, out)) < 0)
+			return rc;
+		if ((rc = emit(c, out, p->type, v, 2, &p->body_crc)) < 0)
 			return rc;
 	}
 	return 0;
@@ -836,13 +898,13 @@ static size_t out_need(const struct codec *c, const struct job *j)
 		/* at most MAX_OUT_FRAMES PLANES of max_values() values */
 		h.count = (uint32_t)max_values(j->code);
 		stp_planes_lengths(&h);
-		n = coded_bound(&h, j->model != NULL);
+		n = coded_bound(&h, has_cand(j->cand));
 		return n * ((j->in_len - 8) / stp_float_width(j->code) /
 				    max_values(j->code) + 1);
 	case STP_OP_CODE:
 		if (stp_planes_hdr_parse(j->src, j->in_len, &h) < 0)
 			return 0;
-		return coded_bound(&h, j->model != NULL);
+		return coded_bound(&h, has_cand(j->cand));
 	case STP_OP_SPLIT:
 		/* planes are at most 1.5 times the values (FP8 nibbles) */
 		return (j->in_len - 8) / 2 * 3 + 2 +
@@ -857,11 +919,38 @@ static size_t out_need(const struct codec *c, const struct job *j)
 static int queue(struct codec *c, const struct stp_frame *f, unsigned op,
 		 struct stp_out *out);
 
-/* The model that codes exponents of this frame's dtype (CODE with a model
- * kind): one per exponent alphabet, its id the alphabet size, made and
- * queued as a MODEL frame the first time the segment needs it. */
+/* Adds m to the segment's models; 0, STP_ETOOBIG (too many), STP_ENOMEM,
+ * STP_EFRAME (an id the segment has). */
+static int add_model(struct codec *c, struct stp_model *m)
+{
+	for (unsigned i = 0; i < c->nmodels; i++)
+		if (c->models[i].m->id == m->id)
+			return STP_EFRAME;
+	/* Allocated whole the first time, never moved: jobs in flight read
+	 * it while the reader adds models. */
+	if (!c->models &&
+	    !(c->models = calloc(MAX_MODELS, sizeof *c->models)))
+		return STP_ENOMEM;
+	if (c->nmodels == MAX_MODELS)
+		return STP_ETOOBIG;
+	c->models[c->nmodels++] = (struct seg_model){ m, 0 };
+	return 0;
+}
+
+static struct stp_model *find_model(const struct codec *c, uint32_t id)
+{
+	for (unsigned i = 0; i < c->nmodels; i++)
+		if (c->models[i].m->id == id)
+			return c->models[i].m;
+	return NULL;
+}
+
+/* The model of the -m kind that codes exponents of this frame's dtype
+ * (CODE): one per exponent alphabet, its id the alphabet size, made the
+ * first time the segment needs it; its MODEL frame goes out before the
+ * first frame that uses it. */
 static int exponent_model(struct codec *c, const struct stp_frame *f,
-			  const struct stp_model **out_m, struct stp_out *out)
+			  struct stp_model **out_m)
 {
 	static const uint8_t adaptive_params[12] = {
 		/* period 256, limit 65536, increment 32 (formats/model.md) */
@@ -874,9 +963,7 @@ static int exponent_model(struct codec *c, const struct stp_frame *f,
 	unsigned pb = 15;
 	struct stp_planes_hdr h;
 	struct stp_model *m;
-	struct stp_frame mf = { .type = STP_F_MODEL };
 	unsigned code = c->code, alphabet;
-	size_t plen;
 	int rc;
 
 	*out_m = NULL;
@@ -888,13 +975,8 @@ static int exponent_model(struct codec *c, const struct stp_frame *f,
 	if (!stp_float_width(code))
 		return 0;
 	alphabet = 1u << stp_float_expbits(code);
-	for (unsigned i = 0; i < c->nmodels; i++)
-		if (c->models[i]->id == alphabet) {
-			*out_m = c->models[i];
-			return 0;
-		}
-	if (c->nmodels == MAX_MODELS)
-		return STP_ETOOBIG;
+	if ((*out_m = find_model(c, alphabet)) != NULL)
+		return 0;
 	if (c->model_kind == STP_MODEL_CTX) {
 		/* formats/model.md, "How rans-enc uses models" */
 		pn = (size_t)stp_ctx_params_build(params, 2, 5, 5, 256, 1u << 16,
@@ -906,12 +988,10 @@ static int exponent_model(struct codec *c, const struct stp_frame *f,
 			      &m);
 	if (rc < 0)
 		return rc;
-	c->models[c->nmodels++] = m;
-	mf.payload = stp_model_payload(m, &plen);
-	mf.len = (uint32_t)plen;
-	mf.body_crc = stp_crc32(0, mf.payload + 8, mf.len - 8);
-	if ((rc = queue(c, &mf, 0, out)) < 0)
+	if ((rc = add_model(c, m)) < 0) {
+		stp_model_free(m);
 		return rc;
+	}
 	*out_m = m;
 	return 0;
 }
@@ -919,14 +999,13 @@ static int exponent_model(struct codec *c, const struct stp_frame *f,
 static int queue(struct codec *c, const struct stp_frame *f, unsigned op,
 		 struct stp_out *out)
 {
-	const struct stp_model *model = NULL;
+	struct stp_model *model = NULL;
 	struct job *j;
 	int rc;
 
-	/* Its MODEL frame, if new, goes into the ring ahead of this frame. */
 	if ((op & STP_OP_CODE) && c->model_kind &&
 	    (f->type == STP_F_PLANES || f->type == STP_F_DATA) &&
-	    (rc = exponent_model(c, f, &model, out)) < 0)
+	    (rc = exponent_model(c, f, &model)) < 0)
 		return rc;
 
 	if (c->tail - c->head == c->cap_jobs && (rc = emit_oldest(c, out)) < 0)
@@ -952,7 +1031,10 @@ static int queue(struct codec *c, const struct stp_frame *f, unsigned op,
 	j->start = c->start;
 	j->rowlen = c->rowlen;
 	j->text = f->type == STP_F_DATA && c->text;
-	j->model = model;
+	j->cand[0] = model;
+	j->cand[1] = (op & STP_OP_CODE) && (f->type == STP_F_PLANES ||
+					    f->type == STP_F_DATA)
+		     ? c->tensor_model : NULL;
 	j->models = c->models;
 	j->nmodels = c->nmodels;
 	j->rc = 0;
@@ -1022,6 +1104,8 @@ static int on_tensor(struct codec *c, const struct stp_frame *f)
 	c->pending = t.nbytes;
 	c->start = t.offset;
 	c->code = stp_float_code(t.dtype);
+	c->tensor_model = c->hint ? find_model(c, c->hint - 1) : NULL;
+	c->hint = 0;
 	c->rowlen = t.ndim ? t.shape[t.ndim - 1] : 1;
 	return 0;
 }
@@ -1112,24 +1196,39 @@ static int on_model(struct codec *c, const struct stp_frame *f)
 	struct stp_model *m;
 	int rc;
 
-	if (c->nmodels == MAX_MODELS)
-		return STP_ETOOBIG;
 	if ((rc = stp_model_parse(f->payload, f->len, &m)) < 0)
 		return rc;
-	for (unsigned i = 0; i < c->nmodels; i++)
-		if (c->models[i]->id == m->id) {
-			stp_model_free(m);
-			return STP_EFRAME;   /* ids are unique in a segment */
-		}
-	c->models[c->nmodels++] = m;
+	if ((rc = add_model(c, m)) < 0)
+		stp_model_free(m);
+	return rc;
+}
+
+/* MODEL_FIT (CODE): a model lstm-model fitted, kept for the tensors whose
+ * MODEL_USE names it; its MODEL frame goes out only if a body uses it. */
+static int on_model_fit(struct codec *c, const struct stp_frame *f)
+{
+	return on_model(c, f);
+}
+
+/* MODEL_USE (CODE): the next tensor's exponents are coded with that
+ * model too, where it pays. */
+static int on_model_use(struct codec *c, const struct stp_frame *f)
+{
+	if (f->len != 4)
+		return STP_EFRAME;
+	c->hint = stp_get32(f->payload) + 1;
+	if (c->hint == 0 || !find_model(c, c->hint - 1))
+		return STP_EFRAME;
 	return 0;
 }
 
 static void free_models(struct codec *c)
 {
 	for (unsigned i = 0; i < c->nmodels; i++)
-		stp_model_free(c->models[i]);
+		stp_model_free(c->models[i].m);
 	c->nmodels = 0;
+	c->hint = 0;
+	c->tensor_model = NULL;
 }
 
 static int on_end(struct codec *c, struct stp_out *out)
@@ -1237,6 +1336,14 @@ static int codec_frame(void *self, const struct stp_frame *f,
 		if (c->ops & STP_OP_DECODE)
 			return on_model(c, f);
 		break;
+	case STP_F_MODEL_FIT:
+		if (c->ops & STP_OP_CODE)
+			return on_model_fit(c, f);
+		break;
+	case STP_F_MODEL_USE:
+		if (c->ops & STP_OP_CODE)
+			return on_model_use(c, f);
+		break;
 	case STP_F_INDEX:
 	case STP_F_INDEX_LOC:
 		/* Owned by the coder: rewritten when coding, dropped when
@@ -1296,6 +1403,7 @@ static void codec_free(void *self)
 		free(c->scratch[t]);
 	clear_index(c);
 	free_models(c);
+	free(c->models);
 	free(c->index);
 	free(c->jobs);
 	free(c);

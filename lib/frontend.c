@@ -8,6 +8,7 @@
 #include "codec.h"
 #include "error.h"
 #include "frontend.h"
+#include "lstm_stage.h"
 #include "io.h"
 #include "model.h"
 #include "planes.h"
@@ -19,23 +20,55 @@ int stp_compress(const char *const *paths, int npaths, int out_fd,
 {
 	struct stp_splitter *s = NULL;
 	struct stp_writer *w = NULL;
-	struct stp_chain *ch = NULL;
-	struct stp_stage st = { 0 };
-	struct stp_out wout, cout;
+	struct stp_chain *ch = NULL, *ch2 = NULL, *ch3 = NULL;
+	struct stp_stage st = { 0 }, sp = { 0 }, lm = { 0 };
+	struct stp_out wout, cout, mid1, mid2;	/* chains keep pointers */
+	struct stp_lstm_stage_opts lo = {
+		.min_values = 65536, .group = STP_LSTM_BY_LAYER,
+		.fit = STP_LSTM_OPTS_DEFAULT, .buffer = (size_t)256 << 20,
+		.kind = STP_MODEL_LSTM,
+	};
+	int fitted = model_kind == STP_MODEL_LSTM ||
+		     model_kind == STP_MODEL_AUTO;
+	unsigned code_kind = model_kind == STP_MODEL_LSTM ? 0
+			     : model_kind == STP_MODEL_AUTO ? STP_MODEL_CTX
+			     : model_kind;
 	uint64_t pos;
 	int rc;
 
 	rep->where[0] = '\0';
 	rep->file_bytes = 0;
 	if ((rc = stp_splitter_open(&s, 0)) < 0 ||
-	    (rc = stp_writer_open(&w, out_fd)) < 0 ||
-	    (rc = stp_codec_open(&st, STP_OP_SPLIT | STP_OP_CODE, threads,
-				  model_kind)) < 0)
+	    (rc = stp_writer_open(&w, out_fd)) < 0)
 		goto out;
 	wout = stp_writer_out(w);
-	if ((rc = stp_chain_open(&ch, &st, &wout)) < 0)
-		goto out;
-	cout = stp_chain_out(ch);
+	if (!fitted) {
+		/* st-split | fp8-exp | rans-enc, the last two in one job a
+		 * frame */
+		if ((rc = stp_codec_open(&st, STP_OP_SPLIT | STP_OP_CODE,
+					 threads, code_kind)) < 0 ||
+		    (rc = stp_chain_open(&ch, &st, &wout)) < 0)
+			goto out;
+		cout = stp_chain_out(ch);
+	} else {
+		/* st-split | fp8-exp | lstm-model | rans-enc: the online
+		 * variant with auto, which is the one that pays there */
+		if (model_kind == STP_MODEL_AUTO)
+			lo.fit.online = 12;
+		if ((rc = stp_codec_open(&st, STP_OP_CODE, threads,
+					 code_kind)) < 0 ||
+		    (rc = stp_chain_open(&ch, &st, &wout)) < 0 ||
+		    (rc = stp_lstm_stage_open(&lm, &lo)) < 0)
+			goto out;
+		mid1 = stp_chain_out(ch);
+		if ((rc = stp_chain_open(&ch2, &lm, &mid1)) < 0)
+			goto out;
+		mid2 = stp_chain_out(ch2);
+		if ((rc = stp_codec_open(&sp, STP_OP_SPLIT, threads, 0)) < 0 ||
+		    (rc = stp_chain_open(&ch3, &sp, &mid2)) < 0)
+			goto out;
+		cout = stp_chain_out(ch3);
+	}
 	stp_splitter_set_progress(s, progress, ctx);
 	for (int i = 0; i < npaths && rc == 0; i++)
 		rc = stp_split_path(s, &cout, paths[i]);
@@ -51,7 +84,13 @@ int stp_compress(const char *const *paths, int npaths, int out_fd,
 		snprintf(rep->where, sizeof rep->where, "%s", at);
 	}
 out:
+	stp_chain_free(ch3);
+	stp_chain_free(ch2);
 	stp_chain_free(ch);
+	if (sp.free)
+		sp.free(sp.self);
+	if (lm.free)
+		lm.free(lm.self);
 	if (st.free)
 		st.free(st.self);
 	stp_writer_free(w);

@@ -38,8 +38,11 @@ enum stp_model_kind {
 	STP_MODEL_ADAPTIVE0 = 2,	/* "adaptive0": adaptive counts */
 	STP_MODEL_CTX = 3,		/* "ctx": counts in row and column
 					 * contexts */
-	STP_MODEL_LSTM = 4		/* "lstm": a recurrent network along
+	STP_MODEL_LSTM = 4,		/* "lstm": a recurrent network along
 					 * rows, learnt by lstm-model */
+	/* Not a kind a MODEL frame holds: what the front end's -m auto
+	 * asks for (every kind, the smallest body a plane). */
+	STP_MODEL_AUTO = 0x100
 };
 
 /* The params of a ctx model (formats/model.md, "ctx"), 16 bytes into out;
