@@ -33,6 +33,9 @@ static const char usage[] =
 	"  -O, --online=SHIFT     online variant: the output biases adapt as the\n"
 	"                         planes are coded, at rate 2^-SHIFT (1..15;\n"
 	"                         0, the default: a static model)\n"
+	"  -a, --against=KIND     a model goes in when it beats what rans-enc\n"
+	"                         codes with otherwise: order0 (default) or\n"
+	"                         ctx (rans-enc -m ctx: the better of the two)\n"
 	"  -b, --buffer=MIB       frames held while a layer is fitted (256)\n"
 	"  -T, --threads=N        accepted; fitting uses one thread\n"
 	"      --gpu              fit on the GPU (not in this build: exit 111)\n"
@@ -73,6 +76,7 @@ int main(int argc, char **argv)
 		{ "epochs", required_argument, NULL, OPT_EPOCHS },
 		{ "online", required_argument, NULL, 'O' },
 		{ "buffer", required_argument, NULL, 'b' },
+		{ "against", required_argument, NULL, 'a' },
 		{ "threads", required_argument, NULL, 'T' },
 		{ "gpu", no_argument, NULL, OPT_GPU },
 		{ "help", no_argument, NULL, 'h' },
@@ -89,7 +93,7 @@ int main(int argc, char **argv)
 	int c, rc, gpu = 0;
 
 	cli_init("lstm-model");
-	while ((c = getopt_long(argc, argv, "k:p:n:g:H:L:E:t:O:b:T:hV", longs,
+	while ((c = getopt_long(argc, argv, "k:p:n:g:H:L:E:t:O:a:b:T:hV", longs,
 				NULL)) != -1) {
 		v = 0;
 		switch (c) {
@@ -154,6 +158,15 @@ int main(int argc, char **argv)
 			if ((v = number("-O", optarg, 0, 15)) < 0)
 				return EXIT_USAGE;
 			o.fit.online = (unsigned)v;
+			break;
+		case 'a':
+			if (!strcmp(optarg, "order0"))
+				o.against = 0;
+			else if (!strcmp(optarg, "ctx"))
+				o.against = STP_MODEL_CTX;
+			else
+				return cli_usage("unknown kind '%s' (known: order0, ctx)",
+						 optarg);
 			break;
 		case 'b':
 			if ((v = number("-b", optarg, 1, 1L << 20)) < 0)

@@ -51,10 +51,12 @@ int stp_compress(const char *const *paths, int npaths, int out_fd,
 			goto out;
 		cout = stp_chain_out(ch);
 	} else {
-		/* st-split | fp8-exp | lstm-model | rans-enc: the online
-		 * variant with auto, which is the one that pays there */
-		if (model_kind == STP_MODEL_AUTO)
+		/* st-split | fp8-exp | lstm-model | rans-enc; for auto,
+		 * lstm-model -O 12 -a ctx | rans-enc -m ctx */
+		if (model_kind == STP_MODEL_AUTO) {
 			lo.fit.online = 12;
+			lo.against = STP_MODEL_CTX;
+		}
 		if ((rc = stp_codec_open(&st, STP_OP_CODE, threads,
 					 code_kind)) < 0 ||
 		    (rc = stp_chain_open(&ch, &st, &wout)) < 0 ||

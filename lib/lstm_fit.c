@@ -576,7 +576,7 @@ int stp_lstm_fit(unsigned alphabet, const struct stp_model_plane *planes,
 	struct lstm q = { 0 };
 	struct batch *bt = NULL;
 	struct rows *rw = NULL;
-	size_t budget = o->train, nrw = 0;
+	size_t budget = o->train, nrw = 0, nupd = 0, upd = 0;
 	uint8_t *tok = NULL, *lev = NULL;
 	int rc;
 
@@ -650,6 +650,11 @@ int stp_lstm_fit(unsigned alphabet, const struct stp_model_plane *planes,
 		budget -= rows * (size_t)pl->rowlen;
 		nrw++;
 	}
+	/* The learning rate falls linearly from 0.02 to 0.002 over the
+	 * updates. */
+	for (size_t i = 0; i < nrw; i++)
+		nupd += (rw[i].nrows + B - 1) / B * ((rw[i].len + T - 1) / T);
+	nupd *= o->epochs;
 	for (unsigned e = 0; e < o->epochs; e++)
 		for (size_t i = 0; i < nrw; i++)
 			for (size_t r0 = 0; r0 < rw[i].nrows; r0 += B) {
@@ -665,7 +670,8 @@ int stp_lstm_fit(unsigned alphabet, const struct stp_model_plane *planes,
 
 					forward(&n, bt, &rw[i], r0, nb, t0, nt, &cnt);
 					backward(&n, bt, nt);
-					adam(&n, 0.005f,
+					adam(&n, 0.02f - 0.018f * (float)upd++ /
+							 (float)nupd,
 					     cnt ? 1.0f / (float)cnt : 0);
 				}
 			}

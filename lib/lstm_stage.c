@@ -131,7 +131,7 @@ static double order0_bytes(const uint8_t *p, size_t n)
 static int fit(struct lstm_stage *s, struct stp_out *out, uint32_t *out_id)
 {
 	struct stp_model_plane *pl = NULL;
-	struct stp_model *m = NULL;
+	struct stp_model *m = NULL, *cx = NULL;
 	uint8_t *params = NULL;
 	size_t np = 0, plen = 0, est, total = 0;
 	double model_bytes = 0, base = 0;
@@ -171,7 +171,21 @@ static int fit(struct lstm_stage *s, struct stp_out *out, uint32_t *out_id)
 	}
 	if (rc < 0)
 		goto out;
+	if (s->o.against == STP_MODEL_CTX) {
+		/* rans-enc -m ctx's own model (formats/model.md) */
+		uint8_t cp[16];
+
+		stp_ctx_params_build(cp, 2, 5, 5, 256, 1u << 16, 32);
+		if ((rc = stp_model_create(s->alphabet, STP_MODEL_CTX,
+					   s->alphabet, 12, cp, 16, &cx)) < 0)
+			goto out;
+	}
 	for (size_t i = 0; i < np; i++) {
+		double b0 = order0_bytes(pl[i].sym, pl[i].n);
+
+		if (cx && stp_model_estimate(cx, &pl[i], 0, &est) == 0 &&
+		    (double)est < b0)
+			b0 = (double)est;
 		rc = stp_model_estimate(m, &pl[i], 0, &est);
 		if (rc == STP_ERANGE) {		/* a symbol it cannot code */
 			rc = 0;
@@ -179,8 +193,9 @@ static int fit(struct lstm_stage *s, struct stp_out *out, uint32_t *out_id)
 		}
 		if (rc < 0)
 			goto out;
-		model_bytes += (double)est;
-		base += order0_bytes(pl[i].sym, pl[i].n);
+		/* a plane keeps whichever body is smaller */
+		model_bytes += (double)est < b0 ? (double)est : b0;
+		base += b0;
 	}
 	{
 		size_t len;
@@ -194,6 +209,7 @@ static int fit(struct lstm_stage *s, struct stp_out *out, uint32_t *out_id)
 		}
 	}
 out:
+	stp_model_free(cx);
 	stp_model_free(m);
 	free(params);
 	free(pl);

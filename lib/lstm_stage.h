@@ -30,6 +30,8 @@ struct stp_lstm_stage_opts {
 	struct stp_lstm_opts fit;
 	size_t buffer;			/* bytes of frames held while fitting */
 	unsigned kind;			/* STP_MODEL_LSTM or STP_MODEL_CTX */
+	unsigned against;		/* what rans-enc codes with otherwise:
+					 * 0 (order-0) or STP_MODEL_CTX */
 };
 
 /* Opens the stage.  It selects the 2-D tensors of float dtypes whose name
@@ -37,7 +39,8 @@ struct stp_lstm_stage_opts {
  * group (at most buffer bytes of them) while it fits a model on their
  * exponent planes, then sends a MODEL_FIT frame, and a MODEL_USE frame
  * before each selected tensor, when the model's estimated bodies plus its
- * own bytes beat order-0 coding; otherwise the frames pass on as they
+ * own bytes beat what rans-enc would code them with otherwise (order-0,
+ * or the better of order-0 and its own ctx model); otherwise the frames pass on as they
  * came.  Every other frame passes unchanged.  The same input gives the
  * same output on every machine.  0 or STP_ENOMEM. */
 int stp_lstm_stage_open(struct stp_stage *out_st,

@@ -52,7 +52,7 @@ impls() {
 	run stpipe frobnicate
 	assert_failure 100
 	assert_output --partial "unknown command"
-	run stpipe compress -m lstm x
+	run stpipe compress -m nosuch x
 	assert_failure 100
 	assert_output --partial "unknown model kind"
 	run stpipe compress
@@ -276,7 +276,7 @@ tensor_bytes() {
 	stpipe extract a.stz model.layers.1.mlp.up_proj.weight > up.bin
 	stpipe compress -q "$FIX/model" -o o.stz
 	stpipe extract o.stz model.layers.1.mlp.up_proj.weight | cmp up.bin -
-	run stpipe compress -m lstm "$FIX/model" -o z.stz
+	run stpipe compress -m nosuch "$FIX/model" -o z.stz
 	assert_failure 100
 	assert_output --partial "unknown model kind"
 }

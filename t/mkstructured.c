@@ -4,7 +4,8 @@
  * (make bench).  A benchmark input, never committed: make bench writes it
  * at run time.
  *
- * Usage: mkstructured [-s SEED] [-l LAYERS] [-t f8|bf16] > FILE
+ * Usage: mkstructured [-s SEED] [-l LAYERS] [-t f8|bf16] [-r SR] [-c SC]
+ *                     [-S SHRINK] > FILE
  *
  * Every layer holds four 2-D weights, shaped as the projections of a
  * transformer block (rows = output channels, a row = one output's
@@ -15,17 +16,18 @@
  *     down_proj 1024 x 2816
  * An element is w[i][j] = r[i] * c[j] * z, where
  *   - z is standard normal (Box-Muller over a xorshift64* generator),
- *   - log2 r[i] is normal with deviation 0.5 (row scales spread
- *     log-normally),
- *   - log2 c[j] is normal with deviation 0.5, and 1 column in 64 is an
- *     outlier channel, 8 times larger (log2 c[j] + 3),
+ *   - log2 r[i] is normal with deviation SR (-r, default 0.5: row scales
+ *     spread log-normally),
+ *   - log2 c[j] is normal with deviation SC (-c, default 0.5), and 1
+ *     column in 64 is an outlier channel, 8 times larger (log2 c[j] + 3),
  * all drawn in order from one generator seeded with SEED (default 1).
  * With -t f8 (the default) each weight is stored as DeepSeek-V3 stores
  * it: F8_E4M3 values in 128 x 128 blocks, each block divided by its own
  * scale s = max |w| / 448 and rounded to nearest even, and the scales as
  * the F32 tensor NAME_scale_inv of shape ceil(rows/128) x ceil(cols/128)
  * (dequantized = value * scale_inv).  With -t bf16 the weights are
- * BF16, rounded to nearest even, without scales.
+ * BF16, rounded to nearest even, without scales.  -S divides every
+ * dimension by SHRINK (rounding up), for small test sets.
  *
  * The same SEED gives the same bytes wherever libm's log, sqrt and cos
  * give the same doubles (glibc does on every x86-64). */
@@ -202,21 +204,26 @@ int main(int argc, char **argv)
 	char *hdr;
 	uint64_t off = 0, seed = 1;
 	int layers = 2, f8 = 1, opt;
+	uint64_t shrink = 1;
 
-	while ((opt = getopt(argc, argv, "s:l:t:r:c:")) != -1) {
+	while ((opt = getopt(argc, argv, "s:l:t:r:c:S:")) != -1) {
 		switch (opt) {
 		case 's': seed = strtoull(optarg, NULL, 10); break;
 		case 'l': layers = atoi(optarg); break;
 		case 't': f8 = strcmp(optarg, "bf16") != 0; break;
 		case 'r': SR = atof(optarg); break;
 		case 'c': SC = atof(optarg); break;
+		case 'S': shrink = strtoull(optarg, NULL, 10); break;
 		default:
-			fprintf(stderr, "usage: mkstructured [-s SEED] [-l LAYERS] [-t f8|bf16]\n");
+			fprintf(stderr, "usage: mkstructured [-s SEED] [-l LAYERS] "
+				"[-t f8|bf16] [-r SR] [-c SC] [-S SHRINK]\n");
 			return 100;
 		}
 	}
 	if (layers < 1 || layers > 64)
 		die("-l: 1 to 64 layers");
+	if (shrink < 1 || shrink > 1000)
+		die("-S: 1 to 1000");
 	rng_state = seed * 0x9E3779B97F4A7C15u + 1;
 	t = xmalloc(sizeof *t * 8 * (size_t)layers);
 	for (int l = 0; l < layers; l++)
@@ -229,7 +236,9 @@ int main(int argc, char **argv)
 				 l, kinds[k].name);
 			snprintf(w->name, sizeof w->name, "%s", base);
 			snprintf(s->name, sizeof s->name, "%s_scale_inv", base);
-			make_weight(kinds[k].rows, kinds[k].cols, f8, w, s);
+			make_weight((kinds[k].rows + shrink - 1) / shrink,
+				    (kinds[k].cols + shrink - 1) / shrink, f8, w,
+				    s);
 			if (f8)
 				nt++;
 		}
