@@ -178,8 +178,8 @@ struct scan {
 	struct stp_tensor_stat t;
 	uint8_t *plane;
 	struct stp_stream_stat *tot;
-	struct stp_model *models[16];     /* of the current segment */
-	unsigned nmodels;
+	struct stp_model **models;        /* of the current segment */
+	unsigned nmodels, cap_models;
 };
 
 /* Decodes an exponent body: with a model of the segment (method 4), or
@@ -341,11 +341,28 @@ static int scan_frame(struct scan *sc, const struct stp_frame *f)
 		break;
 	case STP_F_MODEL: {
 		struct stp_model *m;
-		if (sc->nmodels == 16)
-			return STP_ETOOBIG;
+
+		if (sc->nmodels == sc->cap_models) {
+			unsigned cap = sc->cap_models ? 2 * sc->cap_models : 16;
+			struct stp_model **n;
+
+			if (sc->nmodels >= 4096)
+				return STP_ETOOBIG;
+			n = realloc(sc->models, cap * sizeof *n);
+			if (!n)
+				return STP_ENOMEM;
+			sc->models = n;
+			sc->cap_models = cap;
+		}
 		if ((rc = stp_model_parse(f->payload, f->len, &m)) < 0)
 			return rc;
 		sc->models[sc->nmodels++] = m;
+		/* A model's bytes count in the exponents of the tensor
+		 * before whose first plane rans-enc puts it. */
+		if (sc->in_tensor) {
+			sc->t.coded += size;
+			sc->t.exp_coded += size;
+		}
 		break;
 	}
 	case STP_F_END:
@@ -406,6 +423,7 @@ int stp_scan(int fd, stp_tensor_fn *fn, void *ctx, struct stp_stream_stat *out,
 out:
 	stp_reader_free(r);
 	scan_free_models(sc);
+	free(sc->models);
 	free(sc->plane);
 	free(sc);
 	return rc;

@@ -37,7 +37,10 @@ struct stp_tensor_stat {
 	uint64_t nbytes;          /* original bytes */
 	uint64_t coded;           /* stream bytes of its frames */
 	uint64_t nexp;            /* values in its exponent plane (0: none) */
-	uint64_t exp_coded;       /* bytes of its coded exponent bodies */
+	uint64_t exp_coded;       /* bytes of its coded exponent bodies, and
+				   * of the MODEL frames rans-enc put before
+				   * its planes (a model counts once, in the
+				   * first tensor that uses it) */
 	double exp_h0;            /* order-0 entropy of the whole plane, bits */
 	double exp_bound;         /* sum over chunks of n*H0(chunk), bits */
 };
