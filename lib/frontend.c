@@ -273,7 +273,17 @@ static int scan_planes(struct scan *sc, const struct stp_frame *f)
 	for (uint32_t i = 0; i < h.count; i++)
 		sc->hist[p0[i]]++;
 	sc->t.nexp += h.count;
-	sc->t.exp_coded += h.len[0];
+	if (f->type == STP_F_CODED && h.layout == STP_LAYOUT_JOINT) {
+		/* The joint body codes whole values: the exponents' share is
+		 * what is left once the sign/mantissa bits are counted as
+		 * they are, which the planes would have stored raw. */
+		uint64_t sm = ((uint64_t)h.count *
+			       (8 - stp_float_expbits(code)) + 7) / 8;
+
+		sc->t.exp_coded += h.len[0] > sm ? h.len[0] - sm : 0;
+	} else {
+		sc->t.exp_coded += h.len[0];
+	}
 	sc->t.exp_bound += stp_entropy0_bits(p0, h.count);
 	/* every other bit of the values counts as it is */
 	sc->tot->bound += (double)h.count *

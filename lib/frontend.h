@@ -37,7 +37,9 @@ struct stp_tensor_stat {
 	uint64_t nbytes;          /* original bytes */
 	uint64_t coded;           /* stream bytes of its frames */
 	uint64_t nexp;            /* values in its exponent plane (0: none) */
-	uint64_t exp_coded;       /* bytes of its coded exponent bodies, and
+	uint64_t exp_coded;       /* bytes of its coded exponent bodies (of a
+				   * joint FP8 body, its bytes less the raw
+				   * size of the sign/mantissa bits), and
 				   * of the MODEL frames rans-enc put before
 				   * its planes (a model counts once, in the
 				   * first tensor that uses it) */
