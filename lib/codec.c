@@ -523,7 +523,10 @@ static int code_data(const uint8_t *p, size_t len, int text, uint8_t *out,
 
 	if (rc < 0)
 		return rc;
-	if (text && (rc = stp_deflate_encode(p + 8, n, alt, clen, &dlen)) < 0)
+	/* alt has room for n bytes (out_need), and a deflate body must
+	 * beat the rANS one */
+	if (text && (rc = stp_deflate_encode(p + 8, n, alt, clen < n ? clen : n,
+					     &dlen)) < 0)
 		return rc;
 	if (text && rc == 0 && dlen < clen) {
 		memcpy(out + 12, alt, dlen);

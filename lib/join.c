@@ -621,7 +621,8 @@ static int joiner_out_frame(void *ctx, unsigned type, const struct iovec *v,
 		j->tmp_cap = len;
 	}
 	for (int i = 0; i < n; i++) {
-		memcpy(j->tmp + at, v[i].iov_base, v[i].iov_len);
+		if (v[i].iov_len)	/* j->tmp is NULL until a payload */
+			memcpy(j->tmp + at, v[i].iov_base, v[i].iov_len);
 		at += v[i].iov_len;
 	}
 	f.payload = j->tmp;
