@@ -112,17 +112,16 @@ roundtrip() {
 			cmp "$SET/bf16.safetensors" out$t/bf16.safetensors
 		done
 	done
-	lstm-model < p.stp | rans-enc > l.stz
-	lstm-model -O 12 -a ctx < p.stp | rans-enc -m ctx > u.stz
-	for t in 2 3; do
-		stpipe compress -q -f -T $t -m lstm "$SET/f8.safetensors" "$SET/bf16.safetensors" -o lt.stz
-		cmp l.stz lt.stz
-		stpipe compress -q -f -T $t -m auto "$SET/f8.safetensors" "$SET/bf16.safetensors" -o ut.stz
-		cmp u.stz ut.stz
-	done
-	stpipe decompress -q u.stz -o uo/
+	# lstm and auto (fits with the front end's defaults) on the FP8 set
+	st-split "$SET/f8.safetensors" | fp8-exp > q.stp
+	lstm-model < q.stp | rans-enc > l.stz
+	lstm-model -O 12 -a ctx < q.stp | rans-enc -m ctx > u.stz
+	stpipe compress -q -f -T 2 -m lstm "$SET/f8.safetensors" -o lt.stz
+	cmp l.stz lt.stz
+	stpipe compress -q -f -T 2 -m auto "$SET/f8.safetensors" -o ut.stz
+	cmp u.stz ut.stz
+	stpipe decompress -q -T 2 u.stz -o uo/
 	cmp "$SET/f8.safetensors" uo/f8.safetensors
-	cmp "$SET/bf16.safetensors" uo/bf16.safetensors
 }
 
 @test "every variant and a scalar -O0 build decode what the -O3 build writes, and write the same" {
