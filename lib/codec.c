@@ -117,6 +117,7 @@ struct codec {
 	uint64_t pending;
 	uint64_t start, rowlen;
 	unsigned code;
+	int in_file;                  /* between FILE and FILE_END */
 	int text;                     /* the frame being queued is DATA
 				       * outside every tensor */
 	/* the index of the segment being written (CODE) */
@@ -1090,6 +1091,7 @@ static int on_file(struct codec *c, const struct stp_frame *f)
 	c->file[fi.pathlen] = '\0';
 	c->tensor[0] = '\0';
 	c->pending = 0;
+	c->in_file = 1;
 	return 0;
 }
 
@@ -1315,6 +1317,9 @@ static int codec_frame(void *self, const struct stp_frame *f,
 	case STP_F_CODED_DATA:
 		if (f->len < 12)
 			return STP_EFRAME;
+		/* it stands for DATA, which belongs in a file */
+		if (!c->in_file)
+			return STP_EORDER;
 		if (c->ops & STP_OP_DECODE)
 			op = c->ops;
 		if (c->pending)
@@ -1334,6 +1339,7 @@ static int codec_frame(void *self, const struct stp_frame *f,
 		if (c->pending)
 			return STP_ETRUNCATED;
 		c->tensor[0] = '\0';
+		c->in_file = 0;
 		break;
 	case STP_F_MODEL:
 		if (c->ops & STP_OP_DECODE)

@@ -308,8 +308,9 @@ static int scan_frame(struct scan *sc, const struct stp_frame *f)
 		break;
 	}
 	case STP_F_TENSOR:
-		if ((rc = finish_tensor(sc)) < 0)
-			return rc;
+		/* a tensor still open has not had all its bytes */
+		if (sc->in_tensor)
+			return STP_EORDER;
 		if ((rc = stp_tensor_parse(f->payload, f->len, &sc->ti)) < 0)
 			return rc;
 		memcpy(sc->name, sc->ti.name, sc->ti.namelen);
@@ -380,8 +381,8 @@ static int scan_frame(struct scan *sc, const struct stp_frame *f)
 		break;
 	case STP_F_FILE_END: {
 		struct stp_file_end e;
-		if ((rc = finish_tensor(sc)) < 0)
-			return rc;
+		if (sc->in_tensor)
+			return STP_ETRUNCATED;
 		if ((rc = stp_file_end_parse(f->payload, f->len, &e)) < 0)
 			return rc;
 		sc->tot->orig += e.size;
@@ -452,7 +453,9 @@ static int read_frame_at(int fd, uint64_t off, uint8_t *buf, size_t cap,
 	if (pread(fd, h, 8, (off_t)off) != 8)
 		return STP_ETRUNCATED;
 	n = stp_get32(h + 4);
-	if (n > cap || h[1] || stp_get16(h + 2))
+	/* the payload and its CRC must both fit */
+	if (n > STP_MAX_PAYLOAD || (size_t)n + 4 > cap || h[1] ||
+	    stp_get16(h + 2))
 		return STP_EFRAME;
 	if (pread(fd, buf, n + 4, (off_t)off + 8) != (ssize_t)n + 4)
 		return STP_ETRUNCATED;
@@ -486,7 +489,7 @@ static int get_varint(const uint8_t *buf, size_t len, size_t *at,
 /* Finds the tensor in the index of the last segment; sets *out_off to
  * its TENSOR frame's input offset. 0, STP_ERANGE (not in the index), or
  * STP_EUNSUPPORTED (no usable index: scan instead). */
-#define MAX_INDEX_MODELS 16
+#define MAX_INDEX_MODELS 4096
 
 /* Input offsets of the MODEL frames an index lists before the tensor. */
 struct model_offsets {
@@ -516,6 +519,11 @@ static int index_lookup(int fd, const char *path, const char *name,
 	    len != 24 || stp_get64(end + 8) > size - 36)
 		return STP_EUNSUPPORTED;
 	seg = size - 36 - stp_get64(end + 8);
+	/* The index covers its own segment: with segments before it, the
+	 * first file holding the tensor may be in one of those, so read in
+	 * order. */
+	if (seg != 0)
+		return STP_EUNSUPPORTED;
 	if (read_frame_at(fd, size - 56, end, sizeof end, &len) !=
 		    STP_F_INDEX_LOC || len != 8)
 		return STP_EUNSUPPORTED;
@@ -524,7 +532,7 @@ static int index_lookup(int fd, const char *path, const char *name,
 	if (!buf)
 		return STP_ENOMEM;
 	if (loc > size - seg ||
-	    read_frame_at(fd, seg + loc, buf, STP_MAX_PAYLOAD, &len) !=
+	    read_frame_at(fd, seg + loc, buf, STP_MAX_PAYLOAD + 4, &len) !=
 		    STP_F_INDEX || len < 4) {
 		free(buf);
 		return STP_EUNSUPPORTED;
@@ -615,7 +623,7 @@ static int feed_models(int fd, const struct model_offsets *mo,
 		struct stp_frame mf = { .type = STP_F_MODEL, .payload = buf };
 		uint32_t len;
 
-		if (read_frame_at(fd, mo->off[i], buf, STP_MAX_PAYLOAD, &len) !=
+		if (read_frame_at(fd, mo->off[i], buf, STP_MAX_PAYLOAD + 4, &len) !=
 		    STP_F_MODEL) {
 			rc = STP_ECORRUPT;
 			break;

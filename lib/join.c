@@ -44,9 +44,7 @@ struct stp_sink {
 
 struct stp_joiner {
 	struct stp_sink *k;
-	/* paths of the segment so far, which must be unique */
-	char **paths;
-	size_t npaths, cap_paths;
+	struct stp_paths paths;   /* of the stream so far: unique */
 	uint8_t *tmp;             /* frames given in pieces, made whole */
 	size_t tmp_cap;
 	int in_file;
@@ -466,54 +464,16 @@ int stp_joiner_open(struct stp_joiner **out_j, struct stp_sink *k)
 	return 0;
 }
 
-static void forget_paths(struct stp_joiner *j)
-{
-	for (size_t i = 0; i < j->npaths; i++)
-		free(j->paths[i]);
-	j->npaths = 0;
-}
-
 void stp_joiner_free(struct stp_joiner *j)
 {
 	if (!j)
 		return;
-	forget_paths(j);
-	free(j->paths);
+	stp_paths_free(&j->paths);
 	free(j->tmp);
 	free(j);
 }
 
 /* 1 if a is a folder on the way to b ("x" and "x/y"). */
-static int is_parent(const char *a, const char *b)
-{
-	size_t n = strlen(a);
-
-	return strncmp(a, b, n) == 0 && b[n] == '/';
-}
-
-/* Records a path of the stream; STP_EPATH if it came before or one is a
- * folder of the other, since both could not be written. A linear scan:
- * streams hold files by the thousand at most. */
-static int note_path(struct stp_joiner *j, const char *path)
-{
-	for (size_t i = 0; i < j->npaths; i++)
-		if (strcmp(j->paths[i], path) == 0 ||
-		    is_parent(j->paths[i], path) || is_parent(path, j->paths[i]))
-			return STP_EPATH;
-	if (j->npaths == j->cap_paths) {
-		size_t cap = j->cap_paths ? 2 * j->cap_paths : 16;
-		char **p = realloc(j->paths, cap * sizeof *p);
-		if (!p)
-			return STP_ENOMEM;
-		j->paths = p;
-		j->cap_paths = cap;
-	}
-	if (!(j->paths[j->npaths] = strdup(path)))
-		return STP_ENOMEM;
-	j->npaths++;
-	return 0;
-}
-
 uint64_t stp_joiner_bytes(const struct stp_joiner *j)
 {
 	return j->total;
@@ -534,7 +494,7 @@ static int join_file(struct stp_joiner *j, const struct stp_frame *f)
 	j->path[j->info.pathlen] = '\0';
 	j->info.path = j->path;
 	fmt(j->where, sizeof j->where, "%s", j->path);
-	if ((rc = note_path(j, j->path)) < 0)
+	if ((rc = stp_paths_add(&j->paths, j->path, strlen(j->path))) < 0)
 		return rc;
 	j->in_file = 1;
 	j->pos = 0;

@@ -31,6 +31,8 @@ struct stp_splitter {
 	uint64_t total;           /* bytes of all files split */
 	stp_progress_fn *progress;
 	void *progress_ctx;
+	struct stp_paths paths;   /* of the stream: unique, as a reader
+				   * checks */
 	/* per file */
 	uint64_t pos;
 	uint32_t crc;
@@ -74,6 +76,7 @@ void stp_splitter_free(struct stp_splitter *s)
 		return;
 	free(s->buf);
 	free(s->header);
+	stp_paths_free(&s->paths);
 	free(s);
 }
 
@@ -338,6 +341,10 @@ int stp_split_file(struct stp_splitter *s, struct stp_out *w,
 	s->crc = 0;
 	s->size = f->size;
 	where(s, f, NULL);
+	/* Two files of one path (an archive that holds one twice, two
+	 * inputs of one name) could not both be restored. */
+	if ((rc = stp_paths_add(&s->paths, f->path, f->pathlen)) < 0)
+		return rc;
 	if (f->kind == STP_KIND_SAFETENSORS) {
 		rc = split_safetensors(s, w, f, src, &e.tensors);
 	} else {

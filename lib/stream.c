@@ -529,6 +529,58 @@ unsigned stp_dtype_size(const char *dtype)
 	return 0;
 }
 
+/* Whether a is a folder on the way to b. */
+static int is_parent(const char *a, const char *b)
+{
+	size_t n = strlen(a);
+
+	return strncmp(a, b, n) == 0 && b[n] == '/';
+}
+
+int stp_paths_add(struct stp_paths *s, const char *path, size_t len)
+{
+	char *copy = malloc(len + 1);
+
+	if (!copy)
+		return STP_ENOMEM;
+	memcpy(copy, path, len);
+	copy[len] = '\0';
+	for (size_t i = 0; i < s->n; i++)
+		if (strcmp(s->p[i], copy) == 0 || is_parent(s->p[i], copy) ||
+		    is_parent(copy, s->p[i])) {
+			free(copy);
+			return STP_EPATH;
+		}
+	if (s->n == s->cap) {
+		size_t cap = s->cap ? 2 * s->cap : 16;
+		char **p = realloc(s->p, cap * sizeof *p);
+
+		if (!p) {
+			free(copy);
+			return STP_ENOMEM;
+		}
+		s->p = p;
+		s->cap = cap;
+	}
+	s->p[s->n++] = copy;
+	return 0;
+}
+
+void stp_paths_clear(struct stp_paths *s)
+{
+	for (size_t i = 0; i < s->n; i++)
+		free(s->p[i]);
+	s->n = 0;
+}
+
+void stp_paths_free(struct stp_paths *s)
+{
+	stp_paths_clear(s);
+	free(s->p);
+	s->p = NULL;
+	s->cap = 0;
+}
+
 int stp_path_check(const char *path, size_t len)
 {
 	size_t comp = 0;

@@ -158,6 +158,21 @@ struct stp_file_end {
 /* Check a relative path against the rules of the FILE frame. 0 or STP_EPATH. */
 int stp_path_check(const char *path, size_t len);
 
+/* The paths of a stream so far, which must be unique, and none a folder
+ * on the way to another (formats/stream.md, FILE). */
+struct stp_paths {
+	char **p;
+	size_t n, cap;
+};
+
+/* Adds path[0..len); STP_EPATH if it came before or one of it and an
+ * earlier path is a folder of the other, STP_ENOMEM.  A linear scan:
+ * streams hold files by the thousand at most. */
+int stp_paths_add(struct stp_paths *s, const char *path, size_t len);
+/* Forgets every path (s stays usable). */
+void stp_paths_clear(struct stp_paths *s);
+void stp_paths_free(struct stp_paths *s);
+
 /* Element size of a safetensors dtype, or 0 if unknown. */
 unsigned stp_dtype_size(const char *dtype);
 
