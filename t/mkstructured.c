@@ -264,8 +264,12 @@ int main(int argc, char **argv)
 		put(&b, 1);
 	}
 	put(hdr, hlen);
-	for (size_t i = 0; i < nt; i++)
+	for (size_t i = 0; i < nt; i++) {
 		put(t[i].data, t[i].rows * t[i].cols * t[i].esize);
+		free(t[i].data);
+	}
+	free(t);
+	free(hdr);
 	if (fflush(stdout) || fclose(stdout))
 		die("write error");
 	return 0;
