@@ -26,17 +26,6 @@
 
 /* ---- The activations, as the integer network has them ---- */
 
-static const float tanh_pts[33] = {
-	0, 1003, 1893, 2602, 3119, 3475, 3707, 3856, 3949, 4006, 4041,
-	4063, 4076, 4084, 4089, 4091, 4093, 4094, 4095, 4095, 4096, 4096,
-	4096, 4096, 4096, 4096, 4096, 4096, 4096, 4096, 4096, 4096, 4096,
-};
-static const float exp_pts[33] = {
-	65536, 39750, 24109, 14623, 8869, 5380, 3263, 1979, 1200, 728, 442,
-	268, 162, 99, 60, 36, 22, 13, 8, 5, 3, 2, 1, 1, 0, 0, 0, 0, 0, 0, 0,
-	0, 0,
-};
-
 /* tanh of v and its slope there. */
 static float ftanh(float v, float *slope)
 {
@@ -48,8 +37,10 @@ static float ftanh(float v, float *slope)
 		return v < 0 ? -1 : 1;
 	}
 	i = (int)(a * 4);
-	d = (tanh_pts[i + 1] - tanh_pts[i]) / 4096;
-	y = tanh_pts[i] / 4096 + d * (a * 4 - (float)i);
+	const float t0 = stp_lstm_tanh_tab[i], t1 = stp_lstm_tanh_tab[i + 1];
+
+	d = (t1 - t0) / 4096;
+	y = t0 / 4096 + d * (a * 4 - (float)i);
 	*slope = d * 4;
 	return v < 0 ? -y : y;
 }
@@ -70,7 +61,10 @@ static float fexp(float t)
 	if (t >= 16)
 		return 0;
 	i = (int)(t * 2);
-	return (exp_pts[i] + (exp_pts[i + 1] - exp_pts[i]) * (t * 2 - (float)i)) /
+	const float e0 = (float)stp_lstm_exp_tab[i];
+	const float e1 = (float)stp_lstm_exp_tab[i + 1];
+
+	return (e0 + (e1 - e0) * (t * 2 - (float)i)) /
 	       65536;
 }
 

@@ -573,7 +573,7 @@ static int adaptive0_fit(unsigned alphabet, unsigned pb,
 	static const uint32_t limits[] = { 1u << 12, 1u << 14, 1u << 16,
 					   1u << 18 };
 	const uint32_t inc = 32;
-	size_t best = SIZE_MAX, a, b, i;
+	size_t best = SIZE_MAX, a, b;
 	uint8_t cand[A0_PARAMS], *p;
 	int rc;
 
@@ -585,29 +585,18 @@ static int adaptive0_fit(unsigned alphabet, unsigned pb,
 	for (a = 0; a < sizeof periods / sizeof periods[0]; a++)
 		for (b = 0; b < sizeof limits / sizeof limits[0]; b++) {
 			struct stp_model *m;
-			size_t left = A0_FIT_SAMPLE, total = 0, est;
+			size_t total = 0;
 
 			put_a0(cand, periods[a], limits[b], inc);
 			rc = stp_model_create_ops(&adaptive0_ops, 0, alphabet,
 						  pb, cand, A0_PARAMS, &m);
 			if (rc < 0)
 				goto fail;
-			for (i = 0; i < nplanes && left; i++) {
-				struct stp_model_plane q = planes[i];
-
-				if (!q.n)
-					continue;
-				if (q.n > left)
-					q.n = left;
-				left -= q.n;
-				rc = stp_model_estimate(m, &q, 0, &est);
-				if (rc < 0) {
-					stp_model_free(m);
-					goto fail;
-				}
-				total += est;
-			}
+			rc = stp_model_estimate_planes(m, planes, nplanes,
+						       A0_FIT_SAMPLE, &total);
 			stp_model_free(m);
+			if (rc < 0)
+				goto fail;
 			if (total < best) {
 				best = total;
 				memcpy(p, cand, A0_PARAMS);

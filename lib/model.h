@@ -154,6 +154,14 @@ int stp_model_estimate(const struct stp_model *m,
 		       const struct stp_model_plane *p, unsigned lanes,
 		       size_t *out_len);
 
+/* The estimates of stp_model_estimate summed over planes[0..nplanes), of
+ * their first budget symbols in all (each plane with its rows), with the
+ * default lanes: what a fit compares candidates by.  Same codes. */
+int stp_model_estimate_planes(const struct stp_model *m,
+			      const struct stp_model_plane *planes,
+			      size_t nplanes, size_t budget,
+			      size_t *out_len);
+
 /* Reads the model id of a method-4 body in[0..len), so that the caller
  * can find the model it refers to.  Returns 0, STP_ETRUNCATED,
  * STP_EUNSUPPORTED (not method 4). */

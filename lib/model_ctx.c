@@ -401,7 +401,7 @@ static int ctx_fit(unsigned alphabet, unsigned pb,
 	for (unsigned rs = 4; rs <= 6; rs++)
 		for (unsigned cs = 3; cs <= 5; cs++) {
 			struct stp_model *m;
-			size_t left = CTX_FIT_SAMPLE, total = 0, est;
+			size_t total = 0;
 
 			stp_ctx_params_build(cand, 2, rs, cs, 256, 1u << 16,
 					     32);
@@ -410,22 +410,11 @@ static int ctx_fit(unsigned alphabet, unsigned pb,
 						  CTX_PARAMS, &m);
 			if (rc < 0)
 				goto fail;
-			for (size_t i = 0; i < nplanes && left; i++) {
-				struct stp_model_plane q = planes[i];
-
-				if (!q.n)
-					continue;
-				if (q.n > left)
-					q.n = left;
-				left -= q.n;
-				rc = stp_model_estimate(m, &q, 0, &est);
-				if (rc < 0) {
-					stp_model_free(m);
-					goto fail;
-				}
-				total += est;
-			}
+			rc = stp_model_estimate_planes(m, planes, nplanes,
+						       CTX_FIT_SAMPLE, &total);
 			stp_model_free(m);
+			if (rc < 0)
+				goto fail;
 			if (total < best) {
 				best = total;
 				memcpy(p, cand, CTX_PARAMS);

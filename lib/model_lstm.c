@@ -21,14 +21,14 @@
 /* ---- Activations: formats/model.md ---- */
 
 /* 4096 tanh(k / 4), k = 0..32, rounded. */
-static const int16_t tanh_tab[33] = {
+const int16_t stp_lstm_tanh_tab[33] = {
 	0, 1003, 1893, 2602, 3119, 3475, 3707, 3856, 3949, 4006, 4041,
 	4063, 4076, 4084, 4089, 4091, 4093, 4094, 4095, 4095, 4096, 4096,
 	4096, 4096, 4096, 4096, 4096, 4096, 4096, 4096, 4096, 4096, 4096,
 };
 
 /* 65536 exp(-k / 2), k = 0..32, rounded. */
-static const uint32_t exp_tab[33] = {
+const uint32_t stp_lstm_exp_tab[33] = {
 	65536, 39750, 24109, 14623, 8869, 5380, 3263, 1979, 1200, 728, 442,
 	268, 162, 99, 60, 36, 22, 13, 8, 5, 3, 2, 1, 1, 0, 0, 0, 0, 0, 0, 0,
 	0, 0,
@@ -44,8 +44,9 @@ int32_t stp_lstm_tanh(int32_t v)
 	else {
 		i = a >> 10;
 		fr = a & 1023;
-		y = tanh_tab[i] +
-		    (int32_t)(((tanh_tab[i + 1] - tanh_tab[i]) * (int32_t)fr) >> 10);
+		int32_t t0 = stp_lstm_tanh_tab[i], t1 = stp_lstm_tanh_tab[i + 1];
+
+		y = t0 + (int32_t)(((t1 - t0) * (int32_t)fr) >> 10);
 	}
 	return v < 0 ? -y : y;
 }
@@ -61,9 +62,10 @@ uint32_t stp_lstm_exp(uint32_t t)
 
 	if (i >= 32)
 		return 0;
-	/* the table falls: exp_tab[i] - d * fr / 2048, rounded down */
-	return exp_tab[i] -
-	       (uint32_t)(((exp_tab[i] - exp_tab[i + 1]) * fr + 2047) >> 11);
+	/* the table falls: e0 - (e0 - e1) * fr / 2048, rounded down */
+	uint32_t e0 = stp_lstm_exp_tab[i], e1 = stp_lstm_exp_tab[i + 1];
+
+	return e0 - (uint32_t)(((e0 - e1) * fr + 2047) >> 11);
 }
 
 unsigned stp_lstm_level(const struct lstm *n, int32_t mu)

@@ -87,6 +87,11 @@ void stp_lstm_scores_lanes_c(const struct lstm *n, const int32_t *bo,
 void stp_lstm_scores_lanes_avx512(const struct lstm *n, const int32_t *bo,
 				  int16_t h[][32], int32_t z[][32]);
 
+/* The points of the piecewise-linear tanh (4096 tanh(k/4)) and exp
+ * (65536 exp(-k/2)), k = 0..32: formats/model.md, "lstm". */
+extern const int16_t stp_lstm_tanh_tab[33];
+extern const uint32_t stp_lstm_exp_tab[33];
+
 /* tanh and the logistic function in Q12, the piecewise-linear tables of
  * formats/model.md. */
 int32_t stp_lstm_tanh(int32_t v);

@@ -318,6 +318,30 @@ int stp_model_estimate(const struct stp_model *m,
 	return 0;
 }
 
+int stp_model_estimate_planes(const struct stp_model *m,
+			      const struct stp_model_plane *planes,
+			      size_t nplanes, size_t budget,
+			      size_t *out_len)
+{
+	size_t total = 0, est;
+
+	for (size_t i = 0; i < nplanes && budget; i++) {
+		struct stp_model_plane q = planes[i];
+		int rc;
+
+		if (!q.n)
+			continue;
+		if (q.n > budget)
+			q.n = budget;
+		budget -= q.n;
+		if ((rc = stp_model_estimate(m, &q, 0, &est)) < 0)
+			return rc;
+		total += est;
+	}
+	*out_len = total;
+	return 0;
+}
+
 int stp_model_encode(const struct stp_model *m,
 		     const struct stp_model_plane *p, unsigned lanes,
 		     uint8_t *out, size_t cap, size_t *out_len)
