@@ -170,6 +170,7 @@ struct scan {
 	stp_tensor_fn *fn;
 	void *ctx;
 	char file[STP_MAX_PATH + 1];
+	uint64_t file_size, file_bytes;	/* declared, and carried so far */
 	struct stp_tensor_info ti;
 	char name[65536];
 	int in_tensor;
@@ -289,6 +290,7 @@ static int scan_planes(struct scan *sc, const struct stp_frame *f)
 	sc->tot->bound += (double)h.count *
 			  (8.0 * stp_float_width(code) - stp_float_expbits(code));
 	sc->seen += (uint64_t)h.count * stp_float_width(code);
+	sc->file_bytes += (uint64_t)h.count * stp_float_width(code);
 	return 0;
 }
 
@@ -304,6 +306,8 @@ static int scan_frame(struct scan *sc, const struct stp_frame *f)
 			return rc;
 		memcpy(sc->file, fi.path, fi.pathlen);
 		sc->file[fi.pathlen] = '\0';
+		sc->file_size = fi.size;
+		sc->file_bytes = 0;
 		sc->tot->files++;
 		break;
 	}
@@ -336,6 +340,7 @@ static int scan_frame(struct scan *sc, const struct stp_frame *f)
 		if (n == 0)
 			return STP_EFRAME;
 		sc->tot->bound += 8.0 * (double)n;
+		sc->file_bytes += n;
 		if (sc->in_tensor) {
 			sc->t.coded += size;
 			sc->seen += n;
@@ -385,6 +390,10 @@ static int scan_frame(struct scan *sc, const struct stp_frame *f)
 			return STP_ETRUNCATED;
 		if ((rc = stp_file_end_parse(f->payload, f->len, &e)) < 0)
 			return rc;
+		/* the totals st-join checks (the CRC needs the bytes) */
+		if (e.size != sc->file_bytes ||
+		    (sc->file_size != STP_SIZE_UNKNOWN && sc->file_size != e.size))
+			return STP_ETOTALS;
 		sc->tot->orig += e.size;
 		break;
 	}
