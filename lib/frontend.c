@@ -14,15 +14,38 @@
 #include "planes.h"
 #include "rans.h"
 
-int stp_compress(const char *const *paths, int npaths, int out_fd,
-		 unsigned threads, unsigned model_kind,
-		 stp_progress_fn *progress, void *ctx, struct stp_report *rep)
-{
-	struct stp_splitter *s = NULL;
-	struct stp_writer *w = NULL;
-	struct stp_chain *ch = NULL, *ch2 = NULL, *ch3 = NULL;
-	struct stp_stage st = { 0 }, sp = { 0 }, lm = { 0 };
+/* st-split | fp8-exp [| lstm-model] | rans-enc in one process, to a
+ * writer on out_fd: its input is cout. */
+struct stp_cpipe {
+	struct stp_splitter *s;
+	struct stp_writer *w;
+	struct stp_chain *ch, *ch2, *ch3;
+	struct stp_stage st, sp, lm;
 	struct stp_out wout, cout, mid1, mid2;	/* chains keep pointers */
+};
+
+void stp_cpipe_free(struct stp_cpipe *p)
+{
+	if (!p)
+		return;
+	stp_chain_free(p->ch3);
+	stp_chain_free(p->ch2);
+	stp_chain_free(p->ch);
+	if (p->sp.free)
+		p->sp.free(p->sp.self);
+	if (p->lm.free)
+		p->lm.free(p->lm.self);
+	if (p->st.free)
+		p->st.free(p->st.self);
+	stp_writer_free(p->w);
+	stp_splitter_free(p->s);
+	free(p);
+}
+
+int stp_cpipe_open(struct stp_cpipe **out_p, int out_fd, unsigned threads,
+		   unsigned model_kind)
+{
+	struct stp_cpipe *p = calloc(1, sizeof *p);
 	struct stp_lstm_stage_opts lo = {
 		.min_values = 65536, .group = STP_LSTM_BY_LAYER,
 		.fit = STP_LSTM_OPTS_DEFAULT, .buffer = (size_t)256 << 20,
@@ -33,23 +56,22 @@ int stp_compress(const char *const *paths, int npaths, int out_fd,
 	unsigned code_kind = model_kind == STP_MODEL_LSTM ? 0
 			     : model_kind == STP_MODEL_AUTO ? STP_MODEL_CTX
 			     : model_kind;
-	uint64_t pos;
 	int rc;
 
-	rep->where[0] = '\0';
-	rep->file_bytes = 0;
-	if ((rc = stp_splitter_open(&s, 0)) < 0 ||
-	    (rc = stp_writer_open(&w, out_fd)) < 0)
-		goto out;
-	wout = stp_writer_out(w);
+	if (!p)
+		return STP_ENOMEM;
+	if ((rc = stp_splitter_open(&p->s, 0)) < 0 ||
+	    (rc = stp_writer_open(&p->w, out_fd)) < 0)
+		goto fail;
+	p->wout = stp_writer_out(p->w);
 	if (!fitted) {
 		/* st-split | fp8-exp | rans-enc, the last two in one job a
 		 * frame */
-		if ((rc = stp_codec_open(&st, STP_OP_SPLIT | STP_OP_CODE,
+		if ((rc = stp_codec_open(&p->st, STP_OP_SPLIT | STP_OP_CODE,
 					 threads, code_kind)) < 0 ||
-		    (rc = stp_chain_open(&ch, &st, &wout)) < 0)
-			goto out;
-		cout = stp_chain_out(ch);
+		    (rc = stp_chain_open(&p->ch, &p->st, &p->wout)) < 0)
+			goto fail;
+		p->cout = stp_chain_out(p->ch);
 	} else {
 		/* st-split | fp8-exp | lstm-model | rans-enc; for auto,
 		 * lstm-model -O 12 -a ctx | rans-enc -m ctx */
@@ -57,46 +79,75 @@ int stp_compress(const char *const *paths, int npaths, int out_fd,
 			lo.fit.online = 12;
 			lo.against = STP_MODEL_CTX;
 		}
-		if ((rc = stp_codec_open(&st, STP_OP_CODE, threads,
+		if ((rc = stp_codec_open(&p->st, STP_OP_CODE, threads,
 					 code_kind)) < 0 ||
-		    (rc = stp_chain_open(&ch, &st, &wout)) < 0 ||
-		    (rc = stp_lstm_stage_open(&lm, &lo)) < 0)
-			goto out;
-		mid1 = stp_chain_out(ch);
-		if ((rc = stp_chain_open(&ch2, &lm, &mid1)) < 0)
-			goto out;
-		mid2 = stp_chain_out(ch2);
-		if ((rc = stp_codec_open(&sp, STP_OP_SPLIT, threads, 0)) < 0 ||
-		    (rc = stp_chain_open(&ch3, &sp, &mid2)) < 0)
-			goto out;
-		cout = stp_chain_out(ch3);
+		    (rc = stp_chain_open(&p->ch, &p->st, &p->wout)) < 0 ||
+		    (rc = stp_lstm_stage_open(&p->lm, &lo)) < 0)
+			goto fail;
+		p->mid1 = stp_chain_out(p->ch);
+		if ((rc = stp_chain_open(&p->ch2, &p->lm, &p->mid1)) < 0)
+			goto fail;
+		p->mid2 = stp_chain_out(p->ch2);
+		if ((rc = stp_codec_open(&p->sp, STP_OP_SPLIT, threads, 0)) < 0 ||
+		    (rc = stp_chain_open(&p->ch3, &p->sp, &p->mid2)) < 0)
+			goto fail;
+		p->cout = stp_chain_out(p->ch3);
 	}
-	stp_splitter_set_progress(s, progress, ctx);
+	*out_p = p;
+	return 0;
+fail:
+	stp_cpipe_free(p);
+	return rc;
+}
+
+struct stp_splitter *stp_cpipe_splitter(struct stp_cpipe *p)
+{
+	return p->s;
+}
+
+struct stp_out *stp_cpipe_out(struct stp_cpipe *p)
+{
+	return &p->cout;
+}
+
+int stp_cpipe_end(struct stp_cpipe *p)
+{
+	return p->cout.frame(p->cout.ctx, STP_F_END, NULL, 0, NULL);
+}
+
+const char *stp_cpipe_where(struct stp_cpipe *p, int rc)
+{
+	/* The splitter names its input; failures after it are the coder's
+	 * (a tensor) or the output's. */
+	const char *at = stp_splitter_where(p->s);
+	uint64_t pos;
+
+	if (strcmp(at, "stdout") == 0 || at[0] == '\0')
+		at = rc == STP_EIO ? "output" : p->st.where(p->st.self, &pos);
+	return at;
+}
+
+int stp_compress(const char *const *paths, int npaths, int out_fd,
+		 unsigned threads, unsigned model_kind,
+		 stp_progress_fn *progress, void *ctx, struct stp_report *rep)
+{
+	struct stp_cpipe *p;
+	int rc;
+
+	rep->where[0] = '\0';
+	rep->file_bytes = 0;
+	if ((rc = stp_cpipe_open(&p, out_fd, threads, model_kind)) < 0)
+		return rc;
+	stp_splitter_set_progress(p->s, progress, ctx);
 	for (int i = 0; i < npaths && rc == 0; i++)
-		rc = stp_split_path(s, &cout, paths[i]);
+		rc = stp_split_path(p->s, &p->cout, paths[i]);
 	if (rc == 0)
-		rc = cout.frame(cout.ctx, STP_F_END, NULL, 0, NULL);
-	rep->file_bytes = stp_splitter_bytes(s);
-	if (rc < 0) {
-		/* The splitter names its input; failures after it are the
-		 * coder's (a tensor) or the output's. */
-		const char *at = stp_splitter_where(s);
-		if (strcmp(at, "stdout") == 0 || at[0] == '\0')
-			at = rc == STP_EIO ? "output" : st.where(st.self, &pos);
-		snprintf(rep->where, sizeof rep->where, "%s", at);
-	}
-out:
-	stp_chain_free(ch3);
-	stp_chain_free(ch2);
-	stp_chain_free(ch);
-	if (sp.free)
-		sp.free(sp.self);
-	if (lm.free)
-		lm.free(lm.self);
-	if (st.free)
-		st.free(st.self);
-	stp_writer_free(w);
-	stp_splitter_free(s);
+		rc = stp_cpipe_end(p);
+	rep->file_bytes = stp_splitter_bytes(p->s);
+	if (rc < 0)
+		snprintf(rep->where, sizeof rep->where, "%s",
+			 stp_cpipe_where(p, rc));
+	stp_cpipe_free(p);
 	return rc;
 }
 
@@ -451,10 +502,8 @@ out:
 
 /* ---- random access ---- */
 
-/* Reads one whole frame at offset off into buf (cap bytes), checking its
- * CRC; returns its type and sets *len, or a negative code. */
-static int read_frame_at(int fd, uint64_t off, uint8_t *buf, size_t cap,
-			 uint32_t *len)
+int stp_read_frame_at(int fd, uint64_t off, uint8_t *buf, size_t cap,
+		      uint32_t *len)
 {
 	uint8_t h[8];
 	uint32_t n;
@@ -495,45 +544,32 @@ static int get_varint(const uint8_t *buf, size_t len, size_t *at,
 	return STP_EFRAME;
 }
 
-/* Finds the tensor in the index of the last segment; sets *out_off to
- * its TENSOR frame's input offset. 0, STP_ERANGE (not in the index), or
- * STP_EUNSUPPORTED (no usable index: scan instead). */
-#define MAX_INDEX_MODELS 4096
-
-/* Input offsets of the MODEL frames an index lists before the tensor. */
-struct model_offsets {
-	uint64_t off[MAX_INDEX_MODELS];
-	unsigned n;
-};
-
-static int index_lookup(int fd, const char *path, const char *name,
-			uint64_t *out_off, struct model_offsets *mo)
+int stp_index_walk(int fd, stp_index_fn *fn, void *ctx)
 {
 	struct stat st;
 	uint8_t end[36], *buf = NULL;
 	uint64_t size, seg, loc;
 	uint32_t len;
-	size_t at = 4, nlen = strlen(name), namelen = 0;
-	int rc, in_path = path == NULL;
+	size_t at = 4, namelen = 0;
+	int rc;
 	uint32_t count;
 	uint64_t off = 0;
-	uint8_t kind;
 	static __thread char entry[65536 + 256];
 
 	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) ||
 	    (uint64_t)st.st_size < STP_HEADER_SIZE + 36 + 20)
 		return STP_EUNSUPPORTED;
 	size = (uint64_t)st.st_size;
-	if (read_frame_at(fd, size - 36, end, sizeof end, &len) != STP_F_END ||
+	if (stp_read_frame_at(fd, size - 36, end, sizeof end, &len) !=
+		    STP_F_END ||
 	    len != 24 || stp_get64(end + 8) > size - 36)
 		return STP_EUNSUPPORTED;
 	seg = size - 36 - stp_get64(end + 8);
 	/* The index covers its own segment: with segments before it, the
-	 * first file holding the tensor may be in one of those, so read in
-	 * order. */
+	 * first file holding a tensor may be in one of those. */
 	if (seg != 0)
 		return STP_EUNSUPPORTED;
-	if (read_frame_at(fd, size - 56, end, sizeof end, &len) !=
+	if (stp_read_frame_at(fd, size - 56, end, sizeof end, &len) !=
 		    STP_F_INDEX_LOC || len != 8)
 		return STP_EUNSUPPORTED;
 	loc = stp_get64(end);
@@ -541,45 +577,94 @@ static int index_lookup(int fd, const char *path, const char *name,
 	if (!buf)
 		return STP_ENOMEM;
 	if (loc > size - seg ||
-	    read_frame_at(fd, seg + loc, buf, STP_MAX_PAYLOAD + 4, &len) !=
+	    stp_read_frame_at(fd, seg + loc, buf, STP_MAX_PAYLOAD + 4, &len) !=
 		    STP_F_INDEX || len < 4) {
 		free(buf);
 		return STP_EUNSUPPORTED;
 	}
 	count = stp_get32(buf);
-	rc = STP_ERANGE;
-	for (uint32_t i = 0; i < count; i++) {
+	rc = 0;
+	for (uint32_t i = 0; i < count && rc == 0; i++) {
 		uint64_t suffix, delta;
 		size_t shared;
+		unsigned kind;
 
-		if (at + 2 > len)
+		if (at + 2 > len) {
+			rc = STP_EUNSUPPORTED;
 			break;
+		}
 		kind = buf[at];
 		shared = buf[at + 1];
 		at += 2;
 		if (get_varint(buf, len, &at, &suffix) < 0 ||
 		    get_varint(buf, len, &at, &delta) < 0 ||
 		    shared > namelen || suffix > len - at ||
-		    shared + suffix > sizeof entry)
+		    shared + suffix > sizeof entry || kind < 1 || kind > 3) {
+			rc = STP_EUNSUPPORTED;
 			break;
+		}
 		memcpy(entry + shared, buf + at, suffix);
 		namelen = shared + (size_t)suffix;
 		at += suffix;
 		off += delta;
-		if (kind == 3 && mo->n < MAX_INDEX_MODELS)
-			mo->off[mo->n++] = seg + off;
-		else if (kind == 1)
-			in_path = !path || (strlen(path) == namelen &&
-					    memcmp(path, entry, namelen) == 0);
-		else if (in_path && namelen == nlen &&
-			 memcmp(entry, name, nlen) == 0) {
-			*out_off = seg + off;
-			rc = off < size - seg ? 0 : STP_EUNSUPPORTED;
+		if (off >= size - seg) {
+			rc = STP_EUNSUPPORTED;
 			break;
 		}
+		rc = fn(ctx, kind, entry, namelen, seg + off);
 	}
 	free(buf);
 	return rc;
+}
+
+/* Input offsets of the MODEL frames an index lists before the tensor. */
+#define MAX_INDEX_MODELS 4096
+
+struct model_offsets {
+	uint64_t off[MAX_INDEX_MODELS];
+	unsigned n;
+};
+
+struct lookup {
+	const char *path, *name;
+	int in_path;
+	uint64_t off;
+	struct model_offsets *mo;
+};
+
+static int lookup_entry(void *ctx, unsigned kind, const char *entry,
+			size_t namelen, uint64_t off)
+{
+	struct lookup *l = ctx;
+
+	if (kind == 3 && l->mo->n < MAX_INDEX_MODELS)
+		l->mo->off[l->mo->n++] = off;
+	else if (kind == 1)
+		l->in_path = !l->path ||
+			     (strlen(l->path) == namelen &&
+			      memcmp(l->path, entry, namelen) == 0);
+	else if (kind == 2 && l->in_path && namelen == strlen(l->name) &&
+		 memcmp(entry, l->name, namelen) == 0) {
+		l->off = off;
+		return 1;
+	}
+	return 0;
+}
+
+/* Finds the tensor in the index of a single-segment file; sets *out_off
+ * to its TENSOR frame's input offset. 0, STP_ENOMEM, or STP_ERANGE (not
+ * in the index, or no usable index: scan instead). */
+static int index_lookup(int fd, const char *path, const char *name,
+			uint64_t *out_off, struct model_offsets *mo)
+{
+	struct lookup l = { path, name, path == NULL, 0, mo };
+	int rc = stp_index_walk(fd, lookup_entry, &l);
+
+	if (rc == 1) {
+		*out_off = l.off;
+		return 0;
+	}
+	return rc == STP_ENOMEM ? rc : STP_ERANGE;
 }
 
 struct extract_out {
@@ -616,24 +701,22 @@ static int extract_frame(void *ctx, unsigned type, const struct iovec *v,
 	return 0;
 }
 
-/* Hands the MODEL frames an index lists to the decoding stage, as if read
- * in order, so that the tensor's bodies find their models. */
-static int feed_models(int fd, const struct model_offsets *mo,
-		       struct stp_stage *st, struct stp_out *out)
+int stp_feed_models(int fd, const uint64_t *off, size_t n,
+		    struct stp_stage *st, struct stp_out *out)
 {
 	uint8_t *buf;
 	int rc = 0;
 
-	if (mo->n == 0)
+	if (n == 0)
 		return 0;
 	if (!(buf = malloc(STP_MAX_PAYLOAD + 4)))
 		return STP_ENOMEM;
-	for (unsigned i = 0; rc == 0 && i < mo->n; i++) {
+	for (size_t i = 0; rc == 0 && i < n; i++) {
 		struct stp_frame mf = { .type = STP_F_MODEL, .payload = buf };
 		uint32_t len;
 
-		if (read_frame_at(fd, mo->off[i], buf, STP_MAX_PAYLOAD + 4, &len) !=
-		    STP_F_MODEL) {
+		if (stp_read_frame_at(fd, off[i], buf, STP_MAX_PAYLOAD + 4,
+				      &len) != STP_F_MODEL) {
 			rc = STP_ECORRUPT;
 			break;
 		}
@@ -663,7 +746,7 @@ static int extract_from(int fd, int seeked, uint64_t off,
 	    (rc = stp_codec_open(&st, STP_OP_DECODE | STP_OP_MERGE, 1, 0)) < 0)
 		goto out;
 	if (seeked)
-		rc = feed_models(fd, mo, &st, &out);
+		rc = stp_feed_models(fd, mo->off, mo->n, &st, &out);
 	if (rc < 0)
 		goto out;
 	if (seeked)

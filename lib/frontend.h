@@ -21,6 +21,19 @@ int stp_compress(const char *const *paths, int npaths, int out_fd,
 		 unsigned threads, unsigned model_kind,
 		 stp_progress_fn *progress, void *ctx, struct stp_report *rep);
 
+/* The pipeline of stp_compress, to be fed by the caller: frames from a
+ * splitter go to stp_cpipe_out(), then stp_cpipe_end() writes the END
+ * frame. model_kind as for stp_compress. 0, STP_ENOMEM. */
+struct stp_cpipe;
+int stp_cpipe_open(struct stp_cpipe **out_p, int out_fd, unsigned threads,
+		   unsigned model_kind);
+struct stp_splitter *stp_cpipe_splitter(struct stp_cpipe *p);
+struct stp_out *stp_cpipe_out(struct stp_cpipe *p);
+int stp_cpipe_end(struct stp_cpipe *p);
+/* After failure rc: the input, tensor or "output" at fault. */
+const char *stp_cpipe_where(struct stp_cpipe *p, int rc);
+void stp_cpipe_free(struct stp_cpipe *p);
+
 /* rans-dec | fp8-exp -d | st-join, from in_fd into sink k (which the
  * caller finishes or aborts). */
 int stp_decompress(int in_fd, struct stp_sink *k, unsigned threads,
@@ -73,5 +86,30 @@ int stp_scan(int fd, stp_tensor_fn *fn, void *ctx, struct stp_stream_stat *out,
  * or scanning otherwise. STP_ERANGE if there is no such tensor. */
 int stp_extract(int fd, const char *path, const char *name, int out_fd,
 		struct stp_report *rep);
+
+/* ---- helpers of random access, for api.c ---- */
+
+struct stp_stage;
+
+/* Reads the whole frame at input offset off of fd into buf (cap bytes),
+ * checking its CRC; returns its type and sets *len, or a negative code. */
+int stp_read_frame_at(int fd, uint64_t off, uint8_t *buf, size_t cap,
+		      uint32_t *len);
+
+/* Calls fn for each entry of the index of a single-segment stream in the
+ * regular file fd, in order: kind 1 FILE, 2 TENSOR, 3 MODEL (formats/
+ * planes.md), with the entry's name and its frame's input offset (below
+ * the file size). fn returns 0 to go on, anything else to stop the walk
+ * with that value. 0 at the end; STP_EUNSUPPORTED when there is no
+ * usable index (none, several segments, or a malformed one, which may
+ * stop the walk midway); STP_ENOMEM. */
+typedef int stp_index_fn(void *ctx, unsigned kind, const char *name,
+			 size_t namelen, uint64_t off);
+int stp_index_walk(int fd, stp_index_fn *fn, void *ctx);
+
+/* Hands the MODEL frames at input offsets off[0..n) of fd to a decoding
+ * stage, as if read in order. 0 or a negative code. */
+int stp_feed_models(int fd, const uint64_t *off, size_t n,
+		    struct stp_stage *st, struct stp_out *out);
 
 #endif
