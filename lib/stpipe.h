@@ -184,7 +184,7 @@ long stp_stream_load(int fd, const struct stp_load_cb *cb, unsigned threads);
 struct stp_tensor_in {
 	const char *name;
 	const char *dtype;        /* a safetensors dtype, as above */
-	unsigned ndim;            /* 0 for a scalar; at most 8 */
+	unsigned ndim;            /* 0 for a scalar; at most 32 */
 	const uint64_t *shape;
 	const void *data;         /* nbytes bytes, in safetensors layout
 				   * (little-endian, row-major) */
