@@ -49,6 +49,8 @@ struct tensor {
 	size_t model0;            /* z->model[model0 .. models) */
 };
 
+struct mem_out;
+
 struct stp_stz {
 	int fd, own_fd;
 	struct tensor *t;
@@ -58,7 +60,16 @@ struct stp_stz {
 	uint64_t *model;          /* input offsets of MODEL frames */
 	size_t nmodel, cap_model;
 	size_t seg_model0;        /* first MODEL frame of the current segment */
-	uint8_t *buf;             /* one frame, for the index path */
+	uint8_t *buf;             /* one frame: TENSOR and MODEL frames read
+				   * at their offsets */
+	/* What stp_stz_load keeps between calls, so that loading tensor by
+	 * tensor touches no fresh memory: a reader, a decoding stage on
+	 * dec_threads threads (reset by an END frame after each tensor)
+	 * and the output. */
+	struct stp_reader *r;
+	struct stp_stage st;
+	unsigned dec_threads;
+	struct mem_out *m;
 };
 
 static int grow(void **p, size_t *cap, size_t need, size_t size)
@@ -147,6 +158,17 @@ static int add_tensor(stp_stz *z, const uint8_t *p, size_t len, uint64_t pos)
 	return 0;
 }
 
+static void drop_decoder(stp_stz *z)
+{
+	if (z->st.free)
+		z->st.free(z->st.self);
+	memset(&z->st, 0, sizeof z->st);
+	stp_reader_free(z->r);
+	z->r = NULL;
+	free(z->m);
+	z->m = NULL;
+}
+
 static void forget(stp_stz *z)
 {
 	for (size_t i = 0; i < z->n; i++) {
@@ -168,6 +190,7 @@ void stp_stz_close(stp_stz *z)
 	free(z->files);
 	free(z->model);
 	free(z->buf);
+	drop_decoder(z);
 	if (z->own_fd)
 		close(z->fd);
 	free(z);
@@ -252,8 +275,6 @@ int stp_stz_open_fd(stp_stz **out, int fd)
 		forget(z);
 		rc = walk(z);
 	}
-	free(z->buf);
-	z->buf = NULL;
 	if (rc < 0) {
 		stp_stz_close(z);
 		return rc;
@@ -542,14 +563,12 @@ int stp_stz_load(stp_stz *z, size_t i, void *buf, size_t cap,
 		 unsigned threads)
 {
 	struct tensor *t;
-	struct stp_reader *r = NULL;
-	struct stp_stage st = { 0 };
-	struct mem_out *m = NULL;
 	struct one o = { buf, 0 };
 	struct stp_load_cb cb = { one_begin, one_end, &o };
-	struct stp_out out = { one_frame, NULL };
+	struct stp_out out;
 	struct stp_frame f, e = { .type = STP_F_END };
-	int rc;
+	struct mem_out *m;
+	int rc = 0;
 
 	if (i >= z->n)
 		return STP_ERANGE;
@@ -558,23 +577,38 @@ int stp_stz_load(stp_stz *z, size_t i, void *buf, size_t cap,
 		return STP_ETOOBIG;
 	if (t->d.nbytes == 0)
 		return 0;
-	if (!(m = calloc(1, sizeof *m)))
-		return STP_ENOMEM;
+	threads = resolve_threads(threads);
+	if (z->m && z->dec_threads != threads)
+		drop_decoder(z);
+	if (!z->m) {
+		if (!(z->m = malloc(sizeof *z->m)) ||
+		    (rc = stp_reader_open(&z->r, z->fd)) < 0 ||
+		    (rc = stp_codec_open(&z->st, STP_OP_DECODE | STP_OP_MERGE,
+					 threads, 0)) < 0) {
+			drop_decoder(z);
+			return rc < 0 ? rc : STP_ENOMEM;
+		}
+		z->dec_threads = threads;
+	}
+	m = z->m;
 	m->cb = &cb;
-	out.ctx = m;
+	m->has_next = 0;
+	m->active = m->in_tensor = 0;
+	m->loaded = 0;
+	m->name[0] = '\0';
+	out = (struct stp_out){ one_frame, m };
 	snprintf(m->file, sizeof m->file, "%s", t->d.file);
-	if ((rc = stp_reader_open(&r, z->fd)) < 0 ||
-	    (rc = stp_codec_open(&st, STP_OP_DECODE | STP_OP_MERGE,
-				 resolve_threads(threads), 0)) < 0 ||
-	    (rc = stp_feed_models(z->fd, z->model + t->model0,
-				  t->models - t->model0, &st, &out)) < 0 ||
-	    (rc = stp_reader_seek(r, t->pos)) < 0)
+	if ((rc = stp_feed_models(z->fd, z->model + t->model0,
+				  t->models - t->model0, &z->st, &out,
+				  z->buf)) < 0 ||
+	    (rc = stp_reader_seek(z->r, t->pos)) < 0)
 		goto out;
 	/* The tensor's frames, up to the first frame after them (or until
 	 * the stage has given all its bytes back); then END, which makes
-	 * the stage hand back what its threads still hold. */
+	 * the stage hand back what its threads still hold and forget the
+	 * models, ready for the next tensor. */
 	for (int first = 1; rc == 0 && !o.done; first = 0) {
-		int got = stp_reader_next(r, &f);
+		int got = stp_reader_next(z->r, &f);
 
 		if (got <= 0) {
 			rc = got < 0 ? got : STP_ETRUNCATED;
@@ -584,20 +618,18 @@ int stp_stz_load(stp_stz *z, size_t i, void *buf, size_t cap,
 			  : f.type == STP_F_TENSOR || f.type == STP_F_FILE ||
 			    f.type == STP_F_FILE_END || f.type == STP_F_END)
 			break;
-		rc = st.frame(st.self, &f, &out);
+		rc = z->st.frame(z->st.self, &f, &out);
 	}
-	if (rc == 0 && !o.done)
-		rc = st.frame(st.self, &e, &out);
+	if (rc == 0)
+		rc = z->st.frame(z->st.self, &e, &out);
 	if (rc == 0 && !o.done)
 		rc = STP_ECORRUPT;
 	if (rc == 0 && (strcmp(m->name, t->d.name) != 0 ||
 			m->offset != t->offset))
 		rc = STP_ECORRUPT;
 out:
-	if (st.free)
-		st.free(st.self);
-	stp_reader_free(r);
-	free(m);
+	if (rc < 0)
+		drop_decoder(z);   /* the next load starts afresh */
 	return rc < 0 ? rc : 0;
 }
 

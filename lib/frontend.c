@@ -702,28 +702,20 @@ static int extract_frame(void *ctx, unsigned type, const struct iovec *v,
 }
 
 int stp_feed_models(int fd, const uint64_t *off, size_t n,
-		    struct stp_stage *st, struct stp_out *out)
+		    struct stp_stage *st, struct stp_out *out, uint8_t *buf)
 {
-	uint8_t *buf;
 	int rc = 0;
 
-	if (n == 0)
-		return 0;
-	if (!(buf = malloc(STP_MAX_PAYLOAD + 4)))
-		return STP_ENOMEM;
 	for (size_t i = 0; rc == 0 && i < n; i++) {
 		struct stp_frame mf = { .type = STP_F_MODEL, .payload = buf };
 		uint32_t len;
 
 		if (stp_read_frame_at(fd, off[i], buf, STP_MAX_PAYLOAD + 4,
-				      &len) != STP_F_MODEL) {
-			rc = STP_ECORRUPT;
-			break;
-		}
+				      &len) != STP_F_MODEL)
+			return STP_ECORRUPT;
 		mf.len = len;
 		rc = st->frame(st->self, &mf, out);
 	}
-	free(buf);
 	return rc;
 }
 
@@ -745,8 +737,13 @@ static int extract_from(int fd, int seeked, uint64_t off,
 	if ((rc = stp_reader_open(&r, fd)) < 0 ||
 	    (rc = stp_codec_open(&st, STP_OP_DECODE | STP_OP_MERGE, 1, 0)) < 0)
 		goto out;
-	if (seeked)
-		rc = stp_feed_models(fd, mo->off, mo->n, &st, &out);
+	if (seeked && mo->n) {
+		uint8_t *buf = malloc(STP_MAX_PAYLOAD + 4);
+
+		rc = buf ? stp_feed_models(fd, mo->off, mo->n, &st, &out, buf)
+			 : STP_ENOMEM;
+		free(buf);
+	}
 	if (rc < 0)
 		goto out;
 	if (seeked)

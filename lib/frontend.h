@@ -108,8 +108,9 @@ typedef int stp_index_fn(void *ctx, unsigned kind, const char *name,
 int stp_index_walk(int fd, stp_index_fn *fn, void *ctx);
 
 /* Hands the MODEL frames at input offsets off[0..n) of fd to a decoding
- * stage, as if read in order. 0 or a negative code. */
+ * stage, as if read in order, reading each into buf (STP_MAX_PAYLOAD + 4
+ * bytes). 0 or a negative code. */
 int stp_feed_models(int fd, const uint64_t *off, size_t n,
-		    struct stp_stage *st, struct stp_out *out);
+		    struct stp_stage *st, struct stp_out *out, uint8_t *buf);
 
 #endif
