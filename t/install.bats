@@ -17,11 +17,11 @@ setup_file() {
 	export PKG_CONFIG_PATH="$P/lib/pkgconfig"
 	export LD_LIBRARY_PATH="$P/lib"
 	# the example, from the installed header and library alone
-	cc -O2 -Wall -Wextra -Werror -o "$BATS_FILE_TMPDIR/stz-load" \
+	cc ${STP_CFLAGS:--O2} -Wall -Wextra -Werror -o "$BATS_FILE_TMPDIR/stz-load" \
 		"$ROOT/share/examples/stz-load.c" \
 		$(pkg-config --cflags --libs stpipe) \
 		> "$BATS_FILE_TMPDIR/cc.log" 2>&1 || true
-	cc -O2 -o "$BATS_FILE_TMPDIR/stz-load-static" \
+	cc ${STP_CFLAGS:--O2} -o "$BATS_FILE_TMPDIR/stz-load-static" \
 		"$ROOT/share/examples/stz-load.c" \
 		$(pkg-config --cflags stpipe) "$P/lib/libstpipe.a" \
 		$(pkg-config --libs libarchive jansson zlib) -lpthread -lm \
