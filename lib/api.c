@@ -598,9 +598,10 @@ int stp_stz_load(stp_stz *z, size_t i, void *buf, size_t cap,
 	m->name[0] = '\0';
 	out = (struct stp_out){ one_frame, m };
 	snprintf(m->file, sizeof m->file, "%s", t->d.file);
-	if ((rc = stp_feed_models(z->fd, z->model + t->model0,
-				  t->models - t->model0, &z->st, &out,
-				  z->buf)) < 0 ||
+	if ((t->models > t->model0 &&
+	     (rc = stp_feed_models(z->fd, z->model + t->model0,
+				   t->models - t->model0, &z->st, &out,
+				   z->buf)) < 0) ||
 	    (rc = stp_reader_seek(z->r, t->pos)) < 0)
 		goto out;
 	/* The tensor's frames, up to the first frame after them (or until

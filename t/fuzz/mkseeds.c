@@ -1,7 +1,7 @@
 /* mkseeds: writes the seed corpora of the fuzz targets from streams and
  * input files.  Usage: mkseeds OUTDIR FILE...
- * A stream (it starts with the stream magic) seeds stream/, pipeline/
- * and scan/ whole, and its frames seed the targets of their payloads:
+ * A stream (it starts with the stream magic) seeds stream/, pipeline/,
+ * scan/ and api/ whole, and its frames seed the targets of their payloads:
  * PLANES frames planes/, the bodies of CODED and CODED_DATA frames rans/,
  * or model/ with their MODEL frame when a model codes them.  A
  * safetensors file seeds safetensors/ (its header), split/ and
@@ -195,7 +195,8 @@ static void stream_file(const char *name, const uint8_t *p, size_t n)
 	for (unsigned i = 0; i < sizeof flags; i++) {
 		seed("stream", name, w.k, &flags[i], 1, p, n);
 		seed("pipeline", name, w.k, &flags[i], 1, p, n);
-		seed("scan", name, w.k++, &flags[i], 1, p, n);
+		seed("scan", name, w.k, &flags[i], 1, p, n);
+		seed("api", name, w.k++, &flags[i], 1, p, n);
 	}
 	while (pos + 8 <= n) {
 		uint64_t len;
