@@ -1299,6 +1299,10 @@ static int codec_frame(void *self, const struct stp_frame *f,
 		rc = on_file(c, f);
 		break;
 	case STP_F_TENSOR:
+		/* a TENSOR frame is inside a file (the reader checks it);
+		 * after a seek to one, it is the first frame of that file
+		 * this stage sees */
+		c->in_file = 1;
 		rc = on_tensor(c, f);
 		break;
 	case STP_F_DATA:

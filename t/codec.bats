@@ -200,6 +200,18 @@ tensor_bytes() {
 	assert_output --partial "no.such.tensor"
 }
 
+@test "stpipe extract gives every tensor of every dtype, coded bytes too" {
+	f="$FIX/all.safetensors"
+	stpipe compress -q "$f" -o a.stz
+	n=0
+	for name in $(stpipe info --tsv a.stz | awk -F'\t' 'NR > 1 {print $2}'); do
+		stpipe extract a.stz "$name" > got || fail "extract $name"
+		tensor_bytes "$f" "$name" | cmp - got || fail "$name differs"
+		n=$((n + 1))
+	done
+	[ "$n" -gt 10 ]
+}
+
 @test "stpipe verify passes good files and catches damage behind the CRC" {
 	stpipe compress -q "$FIX/model" -o m.stz
 	run stpipe verify m.stz

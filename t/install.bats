@@ -67,24 +67,25 @@ setup() {
 # all at once, two threads), compares with the originals under $2.
 check_model() {
 	local in="$1" dir="$2" model="${3:-order0}"
-	stpipe compress -q -m "$model" "$in" -o m.stz
-	"$LOAD" m.stz > list
+	stpipe compress -q -m "$model" "$in" -o m.stz || return 1
+	"$LOAD" m.stz > list || return 1
 	[ "$(grep -c $'\t' list)" -gt 0 ] || return 1
-	"$ROOT/t/tensor-bytes.py" "$dir" < list > want
-	"$LOAD" -r m.stz > got 2> /dev/null
-	cmp want got
-	"$LOAD" -r -a -T 2 m.stz > got2 2> /dev/null
-	cmp want got2
-	"$BATS_FILE_TMPDIR/stz-load-static" -r -a m.stz > got3 2> /dev/null
-	cmp want got3
+	"$ROOT/t/tensor-bytes.py" "$dir" < list > want || return 1
+	"$LOAD" -r m.stz > got 2> /dev/null || return 1
+	cmp want got || return 1
+	"$LOAD" -r -a -T 2 m.stz > got2 2> /dev/null || return 1
+	cmp want got2 || return 1
+	"$BATS_FILE_TMPDIR/stz-load-static" -r -a m.stz > got3 2> /dev/null ||
+		return 1
+	cmp want got3 || return 1
 	rm -f m.stz got got2 got3 want list
 }
 
 @test "the example loads the fixtures byte-exactly" {
 	for f in "$FIX"/dtype-*.safetensors "$FIX/all.safetensors" \
 		"$FIX/padded.safetensors" "$FIX/fp8/fp8-block.safetensors"; do
-		check_model "$f" "" || fail "$f"
-		check_model "$f" "" ctx || fail "$f (ctx)"
+		check_model "$f" "$(dirname "$f")" || fail "$f"
+		check_model "$f" "$(dirname "$f")" ctx || fail "$f (ctx)"
 	done
 }
 
@@ -92,7 +93,7 @@ check_model() {
 	[ -d "$WEIGHTS" ] || skip "no real weights at $WEIGHTS"
 	n=0
 	while IFS= read -r f; do
-		check_model "$f" "" || fail "$f"
+		check_model "$f" "$(dirname "$f")" || fail "$f"
 		n=$((n + 1))
 	done < <(find "$WEIGHTS" -name '*.safetensors' | sort)
 	[ "$n" -ge 5 ]

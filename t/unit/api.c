@@ -78,7 +78,7 @@ static void make_tensors(void)
 		{ "model.embed.weight", "BF16", 2, 64, 300, 2 },
 		{ "model.layers.0.w", "F32", 2, 17, 33, 4 },
 		{ "model.layers.0.q", "F8_E4M3", 2, 128, 256, 1 },
-		{ "ids", "I32", 1, 5, 0, 4 },
+		{ "ids", "I32", 1, 5000, 0, 4 },
 		{ "scalar", "F16", 0, 0, 0, 2 },
 		{ "empty", "F32", 2, 0, 4, 4 },
 		{ "odd \"name\" \\ \x01", "BF16", 1, 3, 0, 2 },
