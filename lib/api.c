@@ -51,11 +51,17 @@ struct tensor {
 
 struct mem_out;
 
+struct file {
+	struct stp_file_desc d;
+	uint64_t pos;             /* input offset of its FILE frame */
+	size_t models, model0;    /* as for a tensor */
+};
+
 struct stp_stz {
 	int fd, own_fd;
 	struct tensor *t;
 	size_t n, cap;
-	char **files;
+	struct file *files;
 	size_t nfiles, cap_files;
 	uint64_t *model;          /* input offsets of MODEL frames */
 	size_t nmodel, cap_model;
@@ -99,15 +105,27 @@ static char *strndup_or_null(const char *s, size_t n)
 	return p;
 }
 
-static int add_file(stp_stz *z, const char *path, size_t len)
+/* Records the FILE frame payload p[0..len) found at input offset pos. */
+static int add_file(stp_stz *z, const uint8_t *p, size_t len, uint64_t pos)
 {
-	char *p;
+	struct stp_file_info fi;
+	struct file *f;
+	char *path;
+	int rc;
 
+	if ((rc = stp_file_parse(p, len, &fi)) < 0)
+		return rc;
 	if (grow((void **)&z->files, &z->cap_files, z->nfiles + 1,
 		 sizeof *z->files) < 0 ||
-	    !(p = strndup_or_null(path, len)))
+	    !(path = strndup_or_null(fi.path, fi.pathlen)))
 		return STP_ENOMEM;
-	z->files[z->nfiles++] = p;
+	f = &z->files[z->nfiles++];
+	f->d = (struct stp_file_desc){ path,
+				       fi.kind == STP_KIND_SAFETENSORS,
+				       fi.size };
+	f->pos = pos;
+	f->model0 = z->seg_model0;
+	f->models = z->nmodel;
 	return 0;
 }
 
@@ -149,7 +167,7 @@ static int add_tensor(stp_stz *z, const uint8_t *p, size_t len, uint64_t pos)
 	t->d.shape = shape;
 	t->d.ndim = ti.ndim;
 	t->d.nbytes = ti.nbytes;
-	t->d.file = z->files[z->nfiles - 1];
+	t->d.file = z->files[z->nfiles - 1].d.path;
 	t->pos = pos;
 	t->offset = ti.offset;
 	t->model0 = z->seg_model0;
@@ -177,7 +195,7 @@ static void forget(stp_stz *z)
 		free((uint64_t *)z->t[i].d.shape);
 	}
 	for (size_t i = 0; i < z->nfiles; i++)
-		free(z->files[i]);
+		free((char *)z->files[i].d.path);
 	z->n = z->nfiles = z->nmodel = z->seg_model0 = 0;
 }
 
@@ -205,11 +223,20 @@ static int index_entry(void *ctx, unsigned kind, const char *name,
 	uint32_t len;
 	int rc;
 
-	if (kind == 1)
-		return add_file(z, name, namelen);
 	if (kind == 3)
 		return add_model(z, off);
 	rc = stp_read_frame_at(z->fd, off, z->buf, STP_MAX_PAYLOAD + 4, &len);
+	if (kind == 1) {
+		const char *path;
+
+		if (rc != STP_F_FILE)
+			return STP_EUNSUPPORTED;
+		if ((rc = add_file(z, z->buf, len, off)) < 0)
+			return rc == STP_ENOMEM ? rc : STP_EUNSUPPORTED;
+		path = z->files[z->nfiles - 1].d.path;
+		return strlen(path) == namelen &&
+		       memcmp(path, name, namelen) == 0 ? 0 : STP_EUNSUPPORTED;
+	}
 	if (rc != STP_F_TENSOR)
 		return STP_EUNSUPPORTED;
 	if ((rc = add_tensor(z, z->buf, len, off)) < 0)
@@ -233,10 +260,7 @@ static int walk(stp_stz *z)
 		return rc;
 	while ((rc = stp_reader_next(r, &f)) > 0) {
 		if (f.type == STP_F_FILE) {
-			struct stp_file_info fi;
-
-			if ((rc = stp_file_parse(f.payload, f.len, &fi)) < 0 ||
-			    (rc = add_file(z, fi.path, fi.pathlen)) < 0)
+			if ((rc = add_file(z, f.payload, f.len, f.pos)) < 0)
 				break;
 		} else if (f.type == STP_F_TENSOR) {
 			if ((rc = add_tensor(z, f.payload, f.len, f.pos)) < 0)
@@ -306,6 +330,16 @@ size_t stp_stz_count(const stp_stz *z)
 const struct stp_tensor_desc *stp_stz_tensor(const stp_stz *z, size_t i)
 {
 	return i < z->n ? &z->t[i].d : NULL;
+}
+
+size_t stp_stz_file_count(const stp_stz *z)
+{
+	return z->nfiles;
+}
+
+const struct stp_file_desc *stp_stz_file(const stp_stz *z, size_t i)
+{
+	return i < z->nfiles ? &z->files[i].d : NULL;
 }
 
 long stp_stz_find(const stp_stz *z, const char *file, const char *name)
@@ -632,6 +666,124 @@ out:
 	if (rc < 0)
 		drop_decoder(z);   /* the next load starts afresh */
 	return rc < 0 ? rc : 0;
+}
+
+/* One whole file: its bytes where their offsets say, every frame on to a
+ * joiner that checks its length and CRC-32; done after its FILE_END. */
+struct file_out {
+	uint8_t *buf;
+	size_t cap;
+	uint64_t got;
+	struct stp_out next;
+	int done, seen_file;
+};
+
+static int file_frame(void *ctx, unsigned type, const struct iovec *v, int n,
+		      const uint32_t *crc)
+{
+	struct file_out *o = ctx;
+	int rc;
+
+	if (o->done || type == STP_F_END)
+		return 0;
+	if (!o->seen_file && type != STP_F_FILE)
+		return STP_ECORRUPT;
+	o->seen_file = 1;
+	if (type == STP_F_DATA) {
+		uint64_t off;
+
+		if (n < 1 || v[0].iov_len < 8)
+			return STP_EFRAME;
+		off = stp_get64(v[0].iov_base);
+		for (int i = 0; i < n; i++) {
+			const uint8_t *p = v[i].iov_base;
+			size_t len = v[i].iov_len;
+
+			if (i == 0) {
+				p += 8;
+				len -= 8;
+			}
+			if (off > o->cap || len > o->cap - off)
+				return STP_ETOOBIG;
+			memcpy(o->buf + off, p, len);
+			off += len;
+		}
+		if (off > o->got)
+			o->got = off;
+	}
+	if ((rc = o->next.frame(o->next.ctx, type, v, n, crc)) < 0)
+		return rc;
+	if (type == STP_F_FILE_END)
+		o->done = 1;
+	return 0;
+}
+
+int64_t stp_stz_read_file(stp_stz *z, size_t i, void *buf, size_t cap,
+			  unsigned threads)
+{
+	struct file *fl;
+	struct stp_reader *r = NULL;
+	struct stp_stage st = { 0 };
+	struct stp_joiner *j = NULL;
+	struct stp_sink *k = NULL;
+	struct file_out o = { buf, cap, 0, { 0 }, 0, 0 };
+	struct stp_out out = { file_frame, &o };
+	struct stp_frame f, e = { .type = STP_F_END };
+	uint8_t *mbuf = NULL;
+	int rc;
+
+	if (i >= z->nfiles)
+		return STP_ERANGE;
+	fl = &z->files[i];
+	if (fl->d.size != UINT64_MAX && cap < fl->d.size)
+		return STP_ETOOBIG;
+	if ((rc = stp_sink_open_null(&k)) < 0 ||
+	    (rc = stp_joiner_open(&j, k)) < 0 ||
+	    (rc = stp_reader_open(&r, z->fd)) < 0 ||
+	    (rc = stp_codec_open(&st, STP_OP_DECODE | STP_OP_MERGE,
+				 resolve_threads(threads), 0)) < 0)
+		goto out;
+	o.next = stp_joiner_out(j);
+	if (fl->models > fl->model0) {
+		if (!(mbuf = malloc(STP_MAX_PAYLOAD + 4))) {
+			rc = STP_ENOMEM;
+			goto out;
+		}
+		rc = stp_feed_models(z->fd, z->model + fl->model0,
+				     fl->models - fl->model0, &st, &out, mbuf);
+	}
+	if (rc == 0)
+		rc = stp_reader_seek_file(r, fl->pos);
+	/* FILE to FILE_END, then END to have the stage hand back all */
+	for (int first = 1; rc == 0 && !o.done; first = 0) {
+		int got = stp_reader_next(r, &f);
+
+		if (got <= 0) {
+			rc = got < 0 ? got : STP_ETRUNCATED;
+			break;
+		}
+		if ((first && f.type != STP_F_FILE) ||
+		    (!first && (f.type == STP_F_FILE || f.type == STP_F_END))) {
+			rc = STP_ECORRUPT;
+			break;
+		}
+		rc = st.frame(st.self, &f, &out);
+		if (f.type == STP_F_FILE_END)
+			break;
+	}
+	if (rc == 0)
+		rc = st.frame(st.self, &e, &out);
+	if (rc == 0 && !o.done)
+		rc = STP_ECORRUPT;
+out:
+	free(mbuf);
+	if (st.free)
+		st.free(st.self);
+	stp_reader_free(r);
+	stp_joiner_free(j);
+	if (k)
+		stp_sink_abort(k);
+	return rc < 0 ? rc : (int64_t)o.got;
 }
 
 /* ---- compressing from memory ---- */

@@ -142,6 +142,28 @@ size_t stp_stz_count(const stp_stz *z);
 /* Tensor i (0 <= i < count), or NULL past the end. */
 const struct stp_tensor_desc *stp_stz_tensor(const stp_stz *z, size_t i);
 
+/* One file of an opened stream: the shards of a model folder and its
+ * other files (config.json, the index) alike. */
+struct stp_file_desc {
+	const char *path;         /* relative path, as stored */
+	int safetensors;          /* 1: cut as safetensors (its tensors are
+				   * listed), 0: any other file */
+	uint64_t size;            /* its bytes, or UINT64_MAX when the
+				   * stream does not say (written from a
+				   * pipe) */
+};
+
+/* Number of files, and file i (0 <= i < count) or NULL, in stream order. */
+size_t stp_stz_file_count(const stp_stz *z);
+const struct stp_file_desc *stp_stz_file(const stp_stz *z, size_t i);
+
+/* Decodes file i whole into buf (cap >= its size), checking its length
+ * and CRC-32 against the original's: config.json, a tokenizer, or a
+ * safetensors file with its header. Returns the number of bytes, or
+ * STP_ERANGE, STP_ETOOBIG, a format error, STP_EIO. */
+int64_t stp_stz_read_file(stp_stz *z, size_t i, void *buf, size_t cap,
+			  unsigned threads);
+
 /* Index of the tensor called name in file (NULL: the first file holding
  * one), or STP_ERANGE when there is none. */
 long stp_stz_find(const stp_stz *z, const char *file, const char *name);

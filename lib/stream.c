@@ -307,6 +307,14 @@ int stp_reader_seek(struct stp_reader *r, uint64_t off)
 	return 0;
 }
 
+int stp_reader_seek_file(struct stp_reader *r, uint64_t off)
+{
+	int rc = stp_reader_seek(r, off);
+
+	r->in_file = 0;
+	return rc;
+}
+
 int stp_writer_open(struct stp_writer **out_w, int fd)
 {
 	struct stp_writer *w = calloc(1, sizeof *w);

@@ -68,6 +68,9 @@ int stp_reader_next(struct stp_reader *r, struct stp_frame *out);
  * cannot be and are not. 0 or STP_EIO. */
 int stp_reader_seek(struct stp_reader *r, uint64_t off);
 
+/* The same to a FILE frame (between files). */
+int stp_reader_seek_file(struct stp_reader *r, uint64_t off);
+
 /* With on set, frames of the plane, model and coded families (0x10..0x3F)
  * come back with crc_pending set instead of a checked CRC, so that a
  * caller transforming them on other threads checks each one there. */

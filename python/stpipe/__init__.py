@@ -11,6 +11,7 @@ compiled code of its own and needs only numpy (and PyTorch for
         w = m["model.embed_tokens.weight"]       # decoded now, numpy
         t = m.tensor("model.embed_tokens.weight")    # a torch tensor
         everything = m.load_all(threads=4)       # one pass, a dict
+        config = m.read_file("config.json")      # any file, as bytes
 
     stpipe.compress("out.stz", {"w": array, "b": (bits, "BF16")})
 
@@ -95,6 +96,13 @@ _END = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_void_p,
                         ctypes.POINTER(_TensorDesc), ctypes.c_void_p)
 
 
+class _FileDesc(ctypes.Structure):
+    """struct stp_file_desc."""
+    _fields_ = [("path", ctypes.c_char_p),
+                ("safetensors", ctypes.c_int),
+                ("size", ctypes.c_uint64)]
+
+
 class _LoadCb(ctypes.Structure):
     _fields_ = [("begin", _BEGIN),
                 ("end", _END),
@@ -136,6 +144,12 @@ _stp_stz_load = _proto("stp_stz_load", ctypes.c_int, _P_STZ,
                        ctypes.c_uint)
 _stp_stz_load_all = _proto("stp_stz_load_all", ctypes.c_long, _P_STZ,
                            ctypes.POINTER(_LoadCb), ctypes.c_uint)
+_stp_stz_file_count = _proto("stp_stz_file_count", ctypes.c_size_t, _P_STZ)
+_stp_stz_file = _proto("stp_stz_file", ctypes.POINTER(_FileDesc),
+                       _P_STZ, ctypes.c_size_t)
+_stp_stz_read_file = _proto("stp_stz_read_file", ctypes.c_int64, _P_STZ,
+                            ctypes.c_size_t, ctypes.c_void_p,
+                            ctypes.c_size_t, ctypes.c_uint)
 _stp_compress_tensors = _proto("stp_compress_tensors", ctypes.c_int,
                                ctypes.c_int, ctypes.c_char_p,
                                ctypes.POINTER(_TensorIn), ctypes.c_size_t,
@@ -317,6 +331,21 @@ class _Handle:
             if count * width.itemsize != e.nbytes:
                 raise Error(ESIZE, e.where())
             self.entries.append(e)
+        self.files = []
+        for i in range(_stp_stz_file_count(ptr)):
+            f = _stp_stz_file(ptr, i).contents
+            self.files.append((i, _decode(f.path), f.size))
+
+    def read_file(self, i, size, path, threads):
+        if size == 2**64 - 1:
+            raise Error(EUNSUPPORTED, path + ": size not recorded")
+        raw = np.empty(size, np.uint8)
+        with self.lock:
+            self._live()
+            n = _stp_stz_read_file(self.ptr, i, raw.ctypes.data, size,
+                                   threads)
+        _check(n if n < 0 else 0, path)
+        return raw[:n].tobytes()
 
     def close(self):
         with self.lock:
@@ -472,13 +501,20 @@ class Stz(collections.abc.Mapping):
 
     @property
     def files(self):
-        """Paths of the files holding tensors, in stream order. Files
-        without tensors (config.json) are not listed: the library lists
-        tensors only."""
-        seen = {}
-        for e in self._entries:
-            seen.setdefault(e.file, None)
-        return list(seen)
+        """Paths of every file of the stream(s) in stream order: shards,
+        config.json, tokenizer files alike."""
+        return [p for h in self._handles for (_, p, _) in h.files]
+
+    def read_file(self, path, threads=None):
+        """The bytes of file path of the stream (config.json, say), whole,
+        checked against the original's length and CRC-32."""
+        for h in self._handles:
+            for i, p, size in h.files:
+                if p == path:
+                    return h.read_file(i, size, path,
+                                       self._threads if threads is None
+                                       else _threads(threads))
+        raise KeyError(path)
 
     def tensor(self, name, file=None, threads=None):
         """The tensor as a torch tensor of its own dtype (torch.bfloat16,

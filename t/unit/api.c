@@ -296,6 +296,41 @@ int main(void)
 		ok(got == NT - 1 && a.seen == NT && a.ended == NT - 1 &&
 		   a.bad == 0, "stp_stz_load_all: %ld loaded, one skipped", got);
 		free_all(&a);
+		{
+			const struct stp_file_desc *fd = stp_stz_file(z, 0);
+			uint8_t *img = fd ? xmalloc(fd->size) : NULL;
+			int64_t got = img ? stp_stz_read_file(z, 0, img,
+							      fd->size, 2) : -1;
+			uint64_t hl = 0;
+			int good = stp_stz_file_count(z) == 1 && fd &&
+				   strcmp(fd->path, "m.safetensors") == 0 &&
+				   fd->safetensors &&
+				   got == (int64_t)fd->size &&
+				   stp_stz_file(z, 1) == NULL;
+
+			/* the data section is the tensors back to back */
+			if (good) {
+				uint64_t off;
+
+				memcpy(&hl, img, 8);
+				off = 8 + hl;
+				good = (8 + hl) % 8 == 0 && img[8] == '{' &&
+				       img[8 + hl - 1] != 0;
+				for (int i = 0; good && i < NT; i++) {
+					good = memcmp(img + off, datas[i],
+						      tin[i].nbytes) == 0;
+					off += tin[i].nbytes;
+				}
+				good = good && off == fd->size;
+			}
+			ok(good, "stp_stz_file, stp_stz_read_file: the whole "
+			   "safetensors file, header padded to 8");
+			ok(img && stp_stz_read_file(z, 0, img, 10, 1) ==
+				   STP_ETOOBIG &&
+			   stp_stz_read_file(z, 1, img, 10, 1) == STP_ERANGE,
+			   "stp_stz_read_file: STP_ETOOBIG, STP_ERANGE");
+			free(img);
+		}
 		struct stp_load_cb stop = { stop_begin, NULL, NULL };
 		ok(stp_stz_load_all(z, &stop, 1) == STP_ERANGE,
 		   "a callback's error ends the load with its code");
@@ -323,8 +358,24 @@ int main(void)
 	ok(rc == 0 && stp_stz_count(z) == 2 * NT &&
 	   check_each(z, 0, "one/a.safetensors", 1) &&
 	   check_each(z, NT, "two/b.safetensors", 2) &&
-	   stp_stz_find(z, "two/b.safetensors", "ids") == NT + 3,
+	   stp_stz_find(z, "two/b.safetensors", "ids") == NT + 3 &&
+	   stp_stz_file_count(z) == 2 &&
+	   strcmp(stp_stz_file(z, 1)->path, "two/b.safetensors") == 0,
 	   "a stream of two segments lists and loads both files");
+	if (rc == 0) {
+		const struct stp_file_desc *f1 = stp_stz_file(z, 1);
+		uint8_t *img = xmalloc(f1->size);
+		uint8_t *ref0 = xmalloc(f1->size);
+
+		ok(stp_stz_read_file(z, 1, img, f1->size, 1) ==
+			   (int64_t)f1->size &&
+		   stp_stz_read_file(z, 0, ref0, f1->size, 1) ==
+			   (int64_t)f1->size &&
+		   memcmp(img, ref0, f1->size) == 0,
+		   "stp_stz_read_file in the second segment (ctx models)");
+		free(img);
+		free(ref0);
+	}
 	if (rc == 0)
 		stp_stz_close(z);
 
@@ -388,6 +439,14 @@ int main(void)
 			}
 			if (stp_stz_load_all(z, &cb, 1) < 0)
 				found = 1;
+			for (size_t i = 0; i < stp_stz_file_count(z); i++) {
+				const struct stp_file_desc *fd =
+					stp_stz_file(z, i);
+				uint8_t *b = xmalloc(fd->size);
+				if (stp_stz_read_file(z, i, b, fd->size, 1) < 0)
+					found = 1;
+				free(b);
+			}
 			free_all(&a);
 			stp_stz_close(z);
 			missed += !found;
@@ -439,10 +498,17 @@ int main(void)
 					 sizeof text - 1, NULL);
 		fclose(f);
 		ok(rc == 0 && stp_stz_open(&z, n) == 0 &&
-		   stp_stz_count(z) == 0,
+		   stp_stz_count(z) == 0 && stp_stz_file_count(z) == 1 &&
+		   !stp_stz_file(z, 0)->safetensors,
 		   "stp_compress_buffer of a non-safetensors file");
-		if (rc == 0)
+		if (rc == 0) {
+			char back[sizeof text];
+			ok(stp_stz_read_file(z, 0, back, sizeof back, 1) ==
+				   (int64_t)sizeof text - 1 &&
+			   memcmp(back, text, sizeof text - 1) == 0,
+			   "stp_stz_read_file gives config.json back");
 			stp_stz_close(z);
+		}
 	}
 
 	free(ref);
