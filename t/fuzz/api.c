@@ -1,6 +1,6 @@
 /* The public API's readers (lib/stpipe.h): stp_stz_open_fd (index or
- * walk), stp_stz_load of every tensor, stp_stz_load_all and
- * stp_stream_load.
+ * walk), stp_stz_load of every tensor, stp_stz_read_file of every file,
+ * stp_stz_load_all and stp_stream_load.
  * Input: one flags byte, then the stream.
  *   bit 0     mend the CRCs first (fuzz.h)
  *   bits 1-2  the variant (fuzz.h)
@@ -170,6 +170,21 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			free(buf);
 		}
 		FUZZ_CHECK(stp_stz_load(z, n, NULL, 0, 1) == STP_ERANGE);
+		for (size_t i = 0; i < stp_stz_file_count(z); i++) {
+			const struct stp_file_desc *f = stp_stz_file(z, i);
+			uint8_t *buf;
+			int64_t got;
+
+			FUZZ_CHECK(f && f->path);
+			if (f->size > MAX_TENSOR)
+				continue;
+			if (!(buf = malloc(f->size ? f->size : 1)))
+				continue;
+			got = stp_stz_read_file(z, i, buf, f->size, threads);
+			FUZZ_CHECK(got < 0 || (uint64_t)got == f->size);
+			free(buf);
+		}
+		FUZZ_CHECK(stp_stz_file(z, stp_stz_file_count(z)) == NULL);
 		stp_stz_close(z);
 	}
 out:
