@@ -2,7 +2,8 @@
 # corrupt.sh: damages real compressed streams and checks that every
 # damaged copy is refused cleanly.  Each stream (stpipe compress of a
 # fixture or, when ../shared/weights exists, of real weights; -m order0
-# and -m ctx) gets single bits flipped and single bytes changed at
+# and -m ctx; and of a small structured set, t/mkstructured, with -m
+# lstm, auto, adaptive0 and ctx, whose planes are model-coded) gets single bits flipped and single bytes changed at
 # positions spread over its whole length, and is cut short at many
 # lengths; each mutant is decoded by `stpipe decompress -o DIR/` (one
 # thread and two) and by `rans-dec | fp8-exp -d | st-join -o DIR/`.
@@ -432,6 +433,12 @@ stream() {
 	rm -rf "$tmp/ref-$label" "$tmp/$label.stz"
 }
 
+# The structured set (t/mkstructured, small): weights with row and column
+# scales, whose planes lstm-model and ctx code with models.
+[ -x "$root/t/mkstructured" ] || make -s -C "$root" t/mkstructured
+"$root/t/mkstructured" -S 4 -l 1 -r 1 -c 1 > "$tmp/s-f8.safetensors"
+"$root/t/mkstructured" -S 4 -l 1 -r 1 -c 1 -t bf16 -s 2 > "$tmp/s-bf16.safetensors"
+
 start=$SECONDS
 : > "$tmp/out"
 if [ "$quick" = 2 ]; then
@@ -444,6 +451,7 @@ elif [ "$quick" = 1 ]; then
 	stream "$fix/fp8/fp8-block.safetensors" ctx fp8-ctx 24 12 12 $all3
 	stream "$fix/model" order0 model-order0 24 12 12 stpipe1 stpipe2
 	stream "$fix/model" ctx model-ctx 12 6 6 pipeline
+	stream "$tmp/s-f8.safetensors" lstm s-f8-lstm 6 3 3 stpipe1
 else
 	all3="stpipe1 stpipe2 pipeline"
 	for m in order0 ctx; do
@@ -454,6 +462,13 @@ else
 		stream "$fix/padded.safetensors" $m "padded-$m" 40 20 20 $all3
 		stream "$fix/fp8/fp8-block.safetensors" $m "fp8-$m" 80 40 40 $all3
 		stream "$fix/model" $m "model-$m" 100 60 60 $all3
+	done
+	# planes that models code: the structured set, every model kind
+	for m in lstm auto adaptive0 ctx; do
+		for t in f8 bf16; do
+			stream "$tmp/s-$t.safetensors" $m "s-$t-$m" 40 20 20 \
+				stpipe1 pipeline
+		done
 	done
 	if [ -d "$weights" ]; then
 		for m in order0 ctx; do
