@@ -82,6 +82,7 @@ check_model() {
 }
 
 @test "the example loads the fixtures byte-exactly" {
+	[ -x /usr/bin/python3 ] || skip "no /usr/bin/python3 (apt-get install python3) to read the originals"
 	for f in "$FIX"/dtype-*.safetensors "$FIX/all.safetensors" \
 		"$FIX/padded.safetensors" "$FIX/fp8/fp8-block.safetensors"; do
 		check_model "$f" "$(dirname "$f")" || fail "$f"
@@ -91,6 +92,7 @@ check_model() {
 
 @test "the example loads every real model byte-exactly" {
 	[ -d "$WEIGHTS" ] || skip "no real weights at $WEIGHTS"
+	[ -x /usr/bin/python3 ] || skip "no /usr/bin/python3 (apt-get install python3) to read the originals"
 	n=0
 	while IFS= read -r f; do
 		check_model "$f" "$(dirname "$f")" || fail "$f"
