@@ -183,7 +183,9 @@ int stp_stz_load(stp_stz *z, size_t i, void *buf, size_t cap,
  * negative code, which ends the load with that code). end, if not NULL,
  * is called once the tensor's bytes are all in its buffer (only for
  * tensors given one), with the same t and buf. t is valid during the
- * calls only. */
+ * calls only. The callbacks run on the calling thread, never two at
+ * once. For stp_stz_load_all the k-th call of begin is for tensor k of
+ * the handle's list. */
 struct stp_load_cb {
 	int (*begin)(void *ctx, const struct stp_tensor_desc *t, void **buf);
 	int (*end)(void *ctx, const struct stp_tensor_desc *t, void *buf);
