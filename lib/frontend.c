@@ -393,6 +393,9 @@ static int scan_frame(struct scan *sc, const struct stp_frame *f)
 		sc->tot->bound += 8.0 * (double)n;
 		sc->file_bytes += n;
 		if (sc->in_tensor) {
+			/* a tensor's frames end where its bytes do */
+			if (n > sc->ti.nbytes - sc->seen)
+				return STP_EFRAME;
 			sc->t.coded += size;
 			sc->seen += n;
 		}
