@@ -28,6 +28,9 @@ static const char usage[] =
 	"  stpipe info IN.stz [--tsv]                   per-tensor sizes and bounds\n"
 	"  stpipe extract IN.stz TENSOR [--file PATH] [-o OUT]\n"
 	"  stpipe verify IN.stz...                      decode and check, write nothing\n"
+	"  stpipe batch [-d] [-j N] [-S HOSTS] -o OUTDIR INPUT...\n"
+	"                 many files, one job each, through GNU parallel, here and\n"
+	"                 on ssh hosts (stpipe batch --help)\n"
 	"\n"
 	"Options:\n"
 	"  -o, --output=OUT    write OUT (a file, DIR/ or an archive name)\n"
@@ -346,6 +349,47 @@ static int cmd_verify(struct opts *o, char **in, int nin)
 	return status;
 }
 
+/* stpipe batch is a script over GNU parallel (share/batch/stpipe-batch,
+ * installed as PREFIX/lib/stpipe/stpipe-batch): found beside this program,
+ * it runs with this program's folder first in PATH. */
+static int run_batch(int argc, char **argv)
+{
+	static char self[4096], script[4200], path[8400];
+	const char *env = getenv("STPIPE_BATCH");
+	const char *const tries[] = { "/../lib/stpipe/stpipe-batch",
+				      "/../share/batch/stpipe-batch" };
+	ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
+	char **args;
+	char *slash;
+
+	if (n <= 0)
+		return cli_fail(STP_EIO, "/proc/self/exe");
+	self[n] = '\0';
+	if ((slash = strrchr(self, '/')))
+		*slash = '\0';
+	script[0] = '\0';
+	if (env && *env)
+		snprintf(script, sizeof script, "%s", env);
+	for (size_t i = 0; !script[0] && i < 2; i++) {
+		snprintf(script, sizeof script, "%s%s", self, tries[i]);
+		if (access(script, R_OK) != 0)
+			script[0] = '\0';
+	}
+	if (!script[0])
+		return cli_fail(STP_EIO, "stpipe-batch (not installed beside stpipe)");
+	snprintf(path, sizeof path, "%s:%s", self,
+		 getenv("PATH") ? getenv("PATH") : "/usr/bin:/bin");
+	setenv("PATH", path, 1);
+	if (!(args = calloc((size_t)argc + 2, sizeof *args)))
+		return cli_fail(STP_ENOMEM, "batch");
+	args[0] = "bash";
+	args[1] = script;
+	for (int i = 2; i < argc; i++)
+		args[i] = argv[i];
+	execv("/bin/bash", args);
+	return cli_fail(STP_EIO, "/bin/bash");
+}
+
 int main(int argc, char **argv)
 {
 	static const struct option longs[] = {
@@ -378,6 +422,8 @@ int main(int argc, char **argv)
 
 	cli_init("stpipe");
 	cli_model_fitted = 1;
+	if (strcmp(cmd, "batch") == 0)
+		return run_batch(argc, argv);
 	if (strcmp(cmd, "-h") == 0 || strcmp(cmd, "--help") == 0) {
 		fputs(usage, stdout);
 		return cli_close_stdout();

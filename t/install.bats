@@ -37,7 +37,8 @@ setup() {
 	for f in bin/stpipe bin/st-split bin/st-join bin/fp8-exp bin/lstm-model \
 		bin/rans-enc bin/rans-dec include/stpipe.h lib/libstpipe.a \
 		lib/pkgconfig/stpipe.pc share/man/man1/stpipe.1 \
-		share/man/man3/stpipe.3 share/man/man1/st-split.1; do
+		share/man/man3/stpipe.3 share/man/man1/st-split.1 \
+		lib/stpipe/stpipe-batch; do
 		[ -f "$P/$f" ] || fail "no $P/$f"
 	done
 	[ -L "$P/lib/libstpipe.so" ] && [ -L "$P/lib/libstpipe.so.0" ]
@@ -51,6 +52,10 @@ setup() {
 		"-I$P/include -L$P/lib -lstpipe"
 	run "$P/bin/stpipe" --version
 	assert_success
+	# stpipe batch finds its script in the installed tree
+	run env STPIPE_BATCH= "$P/bin/stpipe" batch --help
+	assert_success
+	assert_output --partial "Usage: stpipe batch"
 }
 
 @test "the example builds from the installed files with pkg-config only" {
