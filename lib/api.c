@@ -430,9 +430,15 @@ static int begin_tensor(struct mem_out *m, const uint8_t *p, size_t len)
 	return m->left == 0 ? tensor_done(m) : 0;
 }
 
-static int data_frame(struct mem_out *m, const struct iovec *v, int n)
+/* Calls fn(ctx, off, p, len) for each piece of a DATA frame's bytes, off
+ * being the file offset of the piece's first byte. 0, fn's code, or
+ * STP_EFRAME. */
+typedef int data_fn(void *ctx, uint64_t off, const uint8_t *p, size_t len);
+
+static int each_piece(const struct iovec *v, int n, data_fn *fn, void *ctx)
 {
 	uint64_t off;
+	int rc;
 
 	if (n < 1 || v[0].iov_len < 8)
 		return STP_EFRAME;
@@ -445,19 +451,35 @@ static int data_frame(struct mem_out *m, const struct iovec *v, int n)
 			p += 8;
 			len -= 8;
 		}
-		if (len == 0)
-			continue;
-		if (m->in_tensor) {
-			/* a tensor's DATA frames hold its bytes, in order */
-			if (off != m->offset + (m->d.nbytes - m->left) ||
-			    len > m->left)
-				return STP_EFRAME;
-			if (m->active)
-				memcpy(m->buf + (off - m->offset), p, len);
-			m->left -= len;
-		}
+		if (len && (rc = fn(ctx, off, p, len)) < 0)
+			return rc;
 		off += len;
 	}
+	return 0;
+}
+
+static int tensor_piece(void *ctx, uint64_t off, const uint8_t *p,
+			size_t len)
+{
+	struct mem_out *m = ctx;
+
+	if (!m->in_tensor)
+		return 0;
+	/* a tensor's DATA frames hold its bytes, in order */
+	if (off != m->offset + (m->d.nbytes - m->left) || len > m->left)
+		return STP_EFRAME;
+	if (m->active)
+		memcpy(m->buf + (off - m->offset), p, len);
+	m->left -= len;
+	return 0;
+}
+
+static int data_frame(struct mem_out *m, const struct iovec *v, int n)
+{
+	int rc = each_piece(v, n, tensor_piece, m);
+
+	if (rc < 0)
+		return rc;
 	return m->in_tensor && m->left == 0 ? tensor_done(m) : 0;
 }
 
@@ -678,6 +700,18 @@ struct file_out {
 	int done, seen_file;
 };
 
+static int file_piece(void *ctx, uint64_t off, const uint8_t *p, size_t len)
+{
+	struct file_out *o = ctx;
+
+	if (off > o->cap || len > o->cap - off)
+		return STP_ETOOBIG;
+	memcpy(o->buf + off, p, len);
+	if (off + len > o->got)
+		o->got = off + len;
+	return 0;
+}
+
 static int file_frame(void *ctx, unsigned type, const struct iovec *v, int n,
 		      const uint32_t *crc)
 {
@@ -689,28 +723,8 @@ static int file_frame(void *ctx, unsigned type, const struct iovec *v, int n,
 	if (!o->seen_file && type != STP_F_FILE)
 		return STP_ECORRUPT;
 	o->seen_file = 1;
-	if (type == STP_F_DATA) {
-		uint64_t off;
-
-		if (n < 1 || v[0].iov_len < 8)
-			return STP_EFRAME;
-		off = stp_get64(v[0].iov_base);
-		for (int i = 0; i < n; i++) {
-			const uint8_t *p = v[i].iov_base;
-			size_t len = v[i].iov_len;
-
-			if (i == 0) {
-				p += 8;
-				len -= 8;
-			}
-			if (off > o->cap || len > o->cap - off)
-				return STP_ETOOBIG;
-			memcpy(o->buf + off, p, len);
-			off += len;
-		}
-		if (off > o->got)
-			o->got = off;
-	}
+	if (type == STP_F_DATA && (rc = each_piece(v, n, file_piece, o)) < 0)
+		return rc;
 	if ((rc = o->next.frame(o->next.ctx, type, v, n, crc)) < 0)
 		return rc;
 	if (type == STP_F_FILE_END)
