@@ -121,6 +121,11 @@ setup() {
 	run stpipe batch -d -j 2 -o back out/model
 	assert_success
 	diff -r "$MODEL" back/model
+	# a .stz of a whole folder (stpipe compress DIR) restores to a folder
+	stpipe compress -q "$MODEL" -o whole.stz
+	run stpipe batch -d -o back2 whole.stz
+	assert_success
+	diff -r "$MODEL" back2/whole
 }
 
 @test "two hosts (this machine and the test sshd): the same bytes as one" {
