@@ -10,6 +10,7 @@
 #include <inttypes.h>
 
 #include "../lib/crc32.h"
+#include "../lib/io.h"
 #include "../lib/error.h"
 #include "../lib/model.h"
 #include "../lib/planes.h"
@@ -23,10 +24,22 @@ static const char *prog = "stpipe";
 static int progress_shown;
 int cli_progress_mode;
 
+/* A signal that ends the program takes its unfinished output files with
+ * it, then ends it as the signal would have. */
+static void on_fatal_signal(int sig)
+{
+	stp_temp_cleanup();
+	signal(sig, SIG_DFL);
+	raise(sig);
+}
+
 void cli_init(const char *name)
 {
 	prog = name;
 	signal(SIGPIPE, SIG_IGN);
+	signal(SIGINT, on_fatal_signal);
+	signal(SIGTERM, on_fatal_signal);
+	signal(SIGHUP, on_fatal_signal);
 }
 
 int cli_fail(int code, const char *where)

@@ -1,5 +1,7 @@
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/stat.h>
@@ -75,6 +77,55 @@ long stp_read_full(int fd, void *buf, size_t n)
 	return (long)got;
 }
 
+/* The temporary files that exist now, for stp_temp_cleanup() to remove
+ * from a signal handler: a fixed table (its untouched pages cost
+ * nothing), a slot live from creation to placing or discarding. */
+#define TEMP_SLOTS 4096
+#define TEMP_PATH 4200
+static char temp_path[TEMP_SLOTS][TEMP_PATH];
+static volatile sig_atomic_t temp_live[TEMP_SLOTS];
+static pthread_mutex_t temp_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static void temp_register(const char *tmp)
+{
+	size_t n = strlen(tmp);
+
+	if (n >= TEMP_PATH)
+		return;
+	pthread_mutex_lock(&temp_lock);
+	for (unsigned i = 0; i < TEMP_SLOTS; i++)
+		if (!temp_live[i]) {
+			memcpy(temp_path[i], tmp, n + 1);
+			temp_live[i] = 1;
+			break;
+		}
+	pthread_mutex_unlock(&temp_lock);
+}
+
+static void temp_forget(const char *tmp)
+{
+	pthread_mutex_lock(&temp_lock);
+	for (unsigned i = 0; i < TEMP_SLOTS; i++)
+		if (temp_live[i] && strcmp(temp_path[i], tmp) == 0) {
+			temp_live[i] = 0;
+			break;
+		}
+	pthread_mutex_unlock(&temp_lock);
+}
+
+void stp_temp_discard(const char *tmp)
+{
+	unlink(tmp);
+	temp_forget(tmp);
+}
+
+void stp_temp_cleanup(void)
+{
+	for (unsigned i = 0; i < TEMP_SLOTS; i++)
+		if (temp_live[i])
+			unlink(temp_path[i]);
+}
+
 int stp_temp_create(char *tmp, size_t cap, const char *dest)
 {
 	const char *slash = strrchr(dest, '/');
@@ -98,10 +149,11 @@ int stp_temp_create(char *tmp, size_t cap, const char *dest)
 		unlink(tmp);
 		return STP_EIO;
 	}
+	temp_register(tmp);
 	return fd;
 }
 
-int stp_temp_place(const char *tmp, const char *dest, int force)
+static int place(const char *tmp, const char *dest, int force)
 {
 	if (force)
 		return rename(tmp, dest) < 0 ? STP_EIO : 0;
@@ -116,4 +168,13 @@ int stp_temp_place(const char *tmp, const char *dest, int force)
 		return errno == EEXIST ? STP_EEXIST : STP_EIO;
 	unlink(tmp);
 	return 0;
+}
+
+int stp_temp_place(const char *tmp, const char *dest, int force)
+{
+	int rc = place(tmp, dest, force);
+
+	if (rc == 0)
+		temp_forget(tmp);
+	return rc;
 }

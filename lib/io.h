@@ -22,6 +22,14 @@ long stp_read_full(int fd, void *buf, size_t n);
  * its name in tmp. Returns the descriptor, STP_EPATH or STP_EIO. */
 int stp_temp_create(char *tmp, size_t cap, const char *dest);
 
+/* Removes a temporary file that will not be placed. */
+void stp_temp_discard(const char *tmp);
+
+/* Removes every temporary file made by stp_temp_create() and not yet
+ * placed or discarded: async-signal-safe, for the handler of a signal
+ * that ends the program. */
+void stp_temp_cleanup(void);
+
 /* Renames tmp (a file or folder) to dest; without force an existing dest
  * is never replaced (STP_EEXIST). 0 or a negative code. */
 int stp_temp_place(const char *tmp, const char *dest, int force);

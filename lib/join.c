@@ -328,7 +328,7 @@ static int sink_commit(struct stp_sink *k, uint64_t size)
 	if (rc == 0)
 		rc = defer(k);
 	if (rc < 0)
-		unlink(k->tmp);
+		stp_temp_discard(k->tmp);
 	k->tmp[0] = '\0';
 	return rc;
 }
@@ -350,7 +350,7 @@ static void free_pending(struct stp_sink *k)
 {
 	for (size_t i = 0; i < k->npending; i++) {
 		if (k->pending[i].tmp[0])
-			unlink(k->pending[i].tmp);
+			stp_temp_discard(k->pending[i].tmp);
 		free(k->pending[i].tmp);
 		free(k->pending[i].dest);
 	}
@@ -394,7 +394,7 @@ void stp_sink_abort(struct stp_sink *k)
 	if (k->kind != SINK_FD && k->fd >= 0)
 		close(k->fd);
 	if (k->tmp[0])
-		unlink(k->tmp);
+		stp_temp_discard(k->tmp);
 	free_pending(k);
 	if (k->spool)
 		fclose(k->spool);

@@ -2,8 +2,9 @@
 # Pipeline faults and resource limits (issue: hostile input and faults):
 # a stage whose reader goes away exits 111 with one line, the end stage
 # of a stream cut off by a dying stage exits 1 and leaves no file, a full
-# disk is a system error, and a stream that declares huge sizes does not
-# make a stage allocate them.
+# disk is a system error, a stream that declares huge sizes does not
+# make a stage allocate them, and a stage killed by a signal leaves no
+# temporary file.
 
 load '/usr/lib/bats/bats-support/load'
 load '/usr/lib/bats/bats-assert/load'
@@ -94,4 +95,41 @@ setup() {
 			[ "$(tail -1 rss)" -lt 65536 ] || { echo "$cmd: $(tail -1 rss) KiB"; false; }
 		done
 	done
+}
+
+# Runs CMD (which writes OUT under a temporary name first) with its input
+# the first half of IN, then stalled, so it is caught midway; kills it with
+# each of SIGINT, SIGTERM, SIGHUP: nothing may be left beside OUT.
+killed_midway() {
+	local in="$1" out="$2" cmd="$3" sig half
+	half=$(( $(stat -c %s "$in") / 2 ))
+	for sig in INT TERM HUP; do
+		rm -rf d && mkdir d
+		mkfifo d/fifo
+		( head -c "$half" "$in"; sleep 30 ) > d/fifo &
+		feeder=$!
+		bash -c "cd d && exec $cmd < fifo" 2> err &
+		pid=$!
+		# wait until it has made its temporary file
+		for _ in $(seq 200); do
+			[ -n "$(find d -name '.*stp-*' -print -quit)" ] && break
+			sleep 0.02
+		done
+		[ -n "$(find d -name '.*stp-*' -print -quit)" ] ||
+			fail "$cmd made no temporary file ($sig)"
+		kill -"$sig" "$pid"
+		wait "$pid" && st=0 || st=$?
+		kill "$feeder" 2> /dev/null; wait "$feeder" 2> /dev/null || true
+		[ "$st" -ge 128 ] || fail "$cmd survived SIG$sig (status $st)"
+		run ls -A d
+		assert_output "fifo"
+	done
+}
+
+@test "a stage killed by SIGINT, SIGTERM or SIGHUP midway leaves no file behind" {
+	st-split "$BIG" > big.stp
+	stpipe compress -q "$BIG" -o big.stz
+	killed_midway big.stp out.safetensors "st-join -o out.safetensors"
+	killed_midway big.stz out.safetensors "stpipe decompress -q -o out.safetensors -"
+	killed_midway "$BIG" out.stz "stpipe compress -q -o out.stz -"
 }
