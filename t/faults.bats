@@ -106,7 +106,7 @@ killed_midway() {
 	for sig in INT TERM HUP; do
 		rm -rf d && mkdir d
 		mkfifo d/fifo
-		( head -c "$half" "$in"; sleep 30 ) > d/fifo &
+		( head -c "$half" "$in"; exec sleep 30 ) > d/fifo 2> /dev/null &
 		feeder=$!
 		bash -c "cd d && exec $cmd < fifo" 2> err &
 		pid=$!
@@ -119,7 +119,8 @@ killed_midway() {
 			fail "$cmd made no temporary file ($sig)"
 		kill -"$sig" "$pid"
 		wait "$pid" && st=0 || st=$?
-		kill "$feeder" 2> /dev/null; wait "$feeder" 2> /dev/null || true
+		kill "$feeder" 2> /dev/null || true
+		wait "$feeder" 2> /dev/null || true
 		[ "$st" -ge 128 ] || fail "$cmd survived SIG$sig (status $st)"
 		run ls -A d
 		assert_output "fifo"
