@@ -362,9 +362,26 @@ static int run_batch(int argc, char **argv)
 	char **args;
 	char *slash;
 
-	if (n <= 0)
-		return cli_fail(STP_EIO, "/proc/self/exe");
-	self[n] = '\0';
+	if (n > 0) {
+		self[n] = '\0';
+	} else if (strchr(argv[0], '/')) {
+		snprintf(self, sizeof self, "%s", argv[0]);   /* no /proc */
+	} else {
+		/* no /proc, started through PATH: the first stpipe there */
+		const char *p = getenv("PATH") ? getenv("PATH") : "/usr/bin:/bin";
+
+		self[0] = '\0';
+		while (*p && !self[0]) {
+			size_t len = strcspn(p, ":");
+
+			snprintf(self, sizeof self, "%.*s/stpipe", (int)len, p);
+			if (access(self, X_OK) != 0)
+				self[0] = '\0';
+			p += len + (p[len] == ':');
+		}
+		if (!self[0])
+			return cli_fail(STP_EIO, "stpipe: cannot find itself");
+	}
 	if ((slash = strrchr(self, '/')))
 		*slash = '\0';
 	script[0] = '\0';
