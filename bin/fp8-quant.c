@@ -1,0 +1,8 @@
+/* fp8-quant: the lossy FP8 quantizer (bin/quantcli.c, lib/lossy.c). */
+#include "../lib/lossy.h"
+#include "quantcli.h"
+
+int main(int argc, char **argv)
+{
+	return quant_main(argc, argv, "fp8-quant", STP_QUANT_FP8);
+}
