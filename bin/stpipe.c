@@ -14,6 +14,7 @@
 
 #include "../lib/error.h"
 #include "../lib/frontend.h"
+#include "../lib/lossy.h"
 #include "../lib/io.h"
 #include "../lib/stream.h"
 #include "cli.h"
@@ -250,8 +251,40 @@ static int print_tensor(void *ctx, const struct stp_tensor_stat *t)
 	return 0;
 }
 
+/* The LOSSY frames of the stream, said after the table. */
+struct notes {
+	struct opts *o;
+	char **line;
+	size_t n;
+};
+
+static int print_tensor_n(void *ctx, const struct stp_tensor_stat *t)
+{
+	return print_tensor(((struct notes *)ctx)->o, t);
+}
+
+static int keep_note(void *ctx, const char *file, const uint8_t *json,
+		     size_t len)
+{
+	struct notes *ns = ctx;
+	char what[2048], **l;
+	int rc = stp_lossy_describe(json, len, what, sizeof what);
+
+	if (rc < 0)
+		return rc;
+	if (!(l = realloc(ns->line, (ns->n + 1) * sizeof *l)) ||
+	    asprintf(&l[ns->n], "lossy: %s: %s", file, what) < 0) {
+		ns->line = l ? l : ns->line;
+		return STP_ENOMEM;
+	}
+	ns->line = l;
+	ns->n++;
+	return 0;
+}
+
 static int cmd_info(struct opts *o, char **in, int nin)
 {
+	struct notes ns = { o, NULL, 0 };
 	struct stp_stream_stat s;
 	struct stp_report rep;
 	int fd = 0, rc;
@@ -269,7 +302,13 @@ static int cmd_info(struct opts *o, char **in, int nin)
 		printf("%-40s %-7s %-14s %11s %11s %6s %6s %6s %6s\n", "tensor",
 		       "dtype", "shape", "orig", "coded", "bits/w", "ratio",
 		       "exp", "exp_h0");
-	rc = stp_scan(fd, print_tensor, o, &s, &rep);
+	rc = stp_scan(fd, print_tensor_n, keep_note, &ns, &s, &rep);
+	for (size_t i = 0; i < ns.n; i++) {
+		if (rc >= 0 && !o->tsv)
+			puts(ns.line[i]);
+		free(ns.line[i]);
+	}
+	free(ns.line);
 	if (rc < 0)
 		return cli_fail(rc, rep.where);
 	if (!o->tsv)

@@ -12,6 +12,7 @@
 #include "io.h"
 #include "model.h"
 #include "planes.h"
+#include "predict.h"
 #include "rans.h"
 
 /* st-split | fp8-exp [| lstm-model] | rans-enc in one process, to a
@@ -219,6 +220,7 @@ out:
 
 struct scan {
 	stp_tensor_fn *fn;
+	stp_note_fn *note;
 	void *ctx;
 	char file[STP_MAX_PATH + 1];
 	uint64_t file_size, file_bytes;	/* declared, and carried so far */
@@ -401,6 +403,20 @@ static int scan_frame(struct scan *sc, const struct stp_frame *f)
 		}
 		break;
 	}
+	case STP_F_RESIDUAL:
+	case STP_F_CODED_RESIDUAL: {
+		/* the bytes of a predicted tensor (formats/predict.md) */
+		struct stp_resid_hdr h;
+		if ((rc = stp_resid_hdr_parse(f->payload, f->len, &h)) < 0)
+			return rc;
+		if (!sc->in_tensor || h.count > sc->ti.nbytes - sc->seen)
+			return STP_EFRAME;
+		sc->tot->bound += 8.0 * (double)h.count;
+		sc->file_bytes += h.count;
+		sc->t.coded += size;
+		sc->seen += h.count;
+		break;
+	}
 	case STP_F_PLANES:
 	case STP_F_CODED:
 		if (!sc->in_tensor)
@@ -438,6 +454,10 @@ static int scan_frame(struct scan *sc, const struct stp_frame *f)
 	case STP_F_END:
 		scan_free_models(sc);
 		break;
+	case STP_F_LOSSY:
+		if (sc->note)
+			rc = sc->note(sc->ctx, sc->file, f->payload, f->len);
+		break;
 	case STP_F_FILE_END: {
 		struct stp_file_end e;
 		if (sc->in_tensor)
@@ -457,8 +477,8 @@ static int scan_frame(struct scan *sc, const struct stp_frame *f)
 	return 0;
 }
 
-int stp_scan(int fd, stp_tensor_fn *fn, void *ctx, struct stp_stream_stat *out,
-	     struct stp_report *rep)
+int stp_scan(int fd, stp_tensor_fn *fn, stp_note_fn *note, void *ctx,
+	     struct stp_stream_stat *out, struct stp_report *rep)
 {
 	struct stp_reader *r = NULL;
 	struct scan *sc = calloc(1, sizeof *sc);
@@ -471,6 +491,7 @@ int stp_scan(int fd, stp_tensor_fn *fn, void *ctx, struct stp_stream_stat *out,
 	if (!sc)
 		return STP_ENOMEM;
 	sc->fn = fn;
+	sc->note = note;
 	sc->ctx = ctx;
 	sc->tot = out;
 	sc->plane = malloc(STP_MAX_PAYLOAD);

@@ -73,12 +73,15 @@ struct stp_stream_stat {
 };
 
 typedef int stp_tensor_fn(void *ctx, const struct stp_tensor_stat *t);
+/* A LOSSY frame's JSON (formats/lossy.md), not NUL-terminated. */
+typedef int stp_note_fn(void *ctx, const char *file, const uint8_t *json,
+			size_t len);
 
-/* Reads a whole stream from fd, calling fn once per tensor, and fills
- * *out. Checks every frame and decodes every exponent plane (to measure
- * its entropy). */
-int stp_scan(int fd, stp_tensor_fn *fn, void *ctx, struct stp_stream_stat *out,
-	     struct stp_report *rep);
+/* Reads a whole stream from fd, calling fn once per tensor and note (if
+ * not NULL) once per LOSSY frame, and fills *out. Checks every frame and
+ * decodes every exponent plane (to measure its entropy). */
+int stp_scan(int fd, stp_tensor_fn *fn, stp_note_fn *note, void *ctx,
+	     struct stp_stream_stat *out, struct stp_report *rep);
 
 /* Writes the bytes of tensor name (in file path, or the first file holding
  * it when path is NULL) of the coded stream on fd to out_fd, reading only

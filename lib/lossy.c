@@ -376,3 +376,54 @@ int stp_quant_open(struct stp_stage *out_st, const struct stp_quant_opts *o)
 	out_st->checks_crc = 0;
 	return 0;
 }
+
+int stp_lossy_describe(const uint8_t *json, size_t len, char *out, size_t cap)
+{
+	json_t *o = json_loadb((const char *)json, len, 0, NULL), *t, *v;
+	const char *stage, *op, *opts, *from = NULL, *to = NULL;
+	double sum = 0, max = 0;
+	size_t i, n, nerr = 0;
+	int mixed = 0;
+
+	if (!o || !json_is_object(o)) {
+		json_decref(o);
+		return STP_EJSON;
+	}
+	stage = json_string_value(json_object_get(o, "stage"));
+	op = json_string_value(json_object_get(o, "op"));
+	opts = json_string_value(json_object_get(o, "options"));
+	t = json_object_get(o, "tensors");
+	n = json_array_size(t);
+	json_array_foreach(t, i, v) {
+		const char *f = json_string_value(json_object_get(v, "from"));
+		const char *d = json_string_value(json_object_get(v, "to"));
+		json_t *e = json_object_get(v, "rel_err");
+
+		if (f && d && !from) {
+			from = f;
+			to = d;
+		} else if (f && d && (strcmp(f, from) || strcmp(d, to))) {
+			mixed = 1;
+		}
+		if (json_is_number(e)) {
+			double x = json_number_value(e);
+			sum += x;
+			max = x > max ? x : max;
+			nerr++;
+		}
+	}
+	n = (size_t)snprintf(out, cap, "%s %s%s%s%s: %zu tensors%s%s%s%s",
+			     stage ? stage : "?", op ? op : "?",
+			     opts && *opts ? " (" : "", opts ? opts : "",
+			     opts && *opts ? ")" : "", n,
+			     from && !mixed ? " " : "",
+			     from && !mixed ? from : "",
+			     from && !mixed ? " -> " : "",
+			     from && !mixed ? to : "");
+	if (nerr && n < cap)
+		snprintf(out + n, cap - n,
+			 ", relative error mean %.3g max %.3g",
+			 sum / (double)nerr, max);
+	json_decref(o);
+	return 0;
+}

@@ -3,6 +3,9 @@
 #ifndef STP_LOSSY_H
 #define STP_LOSSY_H
 
+#include <stddef.h>
+#include <stdint.h>
+
 #include "stage.h"
 
 enum stp_quant_kind { STP_QUANT_INT8 = 1, STP_QUANT_FP8 };
@@ -33,5 +36,10 @@ struct stp_quant_opts {
 
 /* A quantizing or dequantizing stage. 0, STP_EDTYPE (dtype), STP_ENOMEM. */
 int stp_quant_open(struct stp_stage *out_st, const struct stp_quant_opts *o);
+
+/* One line saying what a LOSSY frame's JSON records: stage, operation,
+ * options, tensors and their errors. 0 or STP_EJSON. */
+int stp_lossy_describe(const uint8_t *json, size_t len, char *out,
+		       size_t cap);
 
 #endif

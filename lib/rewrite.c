@@ -9,7 +9,6 @@
 
 #define CHUNK (1u << 20)          /* DATA frames it writes, as st-split */
 #define LOSSY_KEY "stpipe.lossy"
-#define STP_F_LOSSY 0xF4
 
 struct held {
 	unsigned type;

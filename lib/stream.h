@@ -27,6 +27,7 @@ enum stp_frame_type {
 	STP_F_PLANES = 0x10,
 	STP_F_CODED = 0x30,
 	STP_F_CODED_DATA = 0x31,
+	STP_F_LOSSY = 0xF4,        /* formats/lossy.md */
 	STP_F_PLANE_FIRST = 0x10, STP_F_PLANE_LAST = 0x1F,
 	STP_F_MODEL_FIRST = 0x20, STP_F_MODEL_LAST = 0x2F,
 	STP_F_CODED_FIRST = 0x30, STP_F_CODED_LAST = 0x3F,

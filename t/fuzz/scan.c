@@ -62,7 +62,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	fd = fuzz_memfd(in, size - 1);
 	if (fd < 0)
 		goto out;
-	rc = stp_scan(fd, on_tensor, &first, &st, &rep);
+	rc = stp_scan(fd, on_tensor, NULL, &first, &st, &rep);
 	FUZZ_CHECK(rc <= 0);
 	FUZZ_CHECK(memchr(rep.where, '\0', sizeof rep.where) != NULL);
 	if (!first.seen)
