@@ -421,9 +421,11 @@ int stp_lossy_describe(const uint8_t *json, size_t len, char *out, size_t cap)
 			     from && !mixed ? " -> " : "",
 			     from && !mixed ? to : "");
 	if (nerr && n < cap)
-		snprintf(out + n, cap - n,
-			 ", relative error mean %.3g max %.3g",
-			 sum / (double)nerr, max);
+		n += (size_t)snprintf(out + n, cap - n,
+				      ", relative error mean %.3g max %.3g",
+				      sum / (double)nerr, max);
+	if (json_is_string(json_object_get(o, "recorded")) && n < cap)
+		snprintf(out + n, cap - n, " (recorded in the file's header)");
 	json_decref(o);
 	return 0;
 }

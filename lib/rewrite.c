@@ -968,3 +968,53 @@ int stp_rewrite_open(struct stp_stage *out_st, const struct stp_rw_ops *ops)
 	out_st->checks_crc = 0;
 	return 0;
 }
+
+int stp_lossy_header_notes(const uint8_t *json, size_t n, const char *path,
+			   stp_note_send_fn *send, void *ctx)
+{
+	json_t *top, *rec, *step;
+	size_t i;
+	int rc = 0;
+
+	if (!memmem(json, n, LOSSY_KEY, sizeof LOSSY_KEY - 1))
+		return 0;
+	if (!(top = json_loadb((const char *)json, n, 0, NULL)))
+		return STP_EJSON;
+	rec = stp_lossy_record(json_object_get(top, "__metadata__"));
+	json_array_foreach(rec, i, step) {
+		json_t *o = json_deep_copy(step), *t = json_array(), *v;
+		const char *k;
+		char *txt;
+
+		if (!json_is_object(o)) {
+			json_decref(o);
+			json_decref(t);
+			continue;
+		}
+		json_object_foreach(json_object_get(step, "tensors"), k, v) {
+			json_t *e = json_object();
+
+			json_object_set_new(e, "name", json_string(k));
+			if (json_is_string(v))
+				json_object_set(e, "from", v);
+			json_array_append_new(t, e);
+		}
+		json_object_set_new(o, "tensors", t);
+		json_object_set_new(o, "file", json_string(path));
+		json_object_set_new(o, "recorded", json_string("header"));
+		txt = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER);
+		json_decref(o);
+		if (!txt) {
+			rc = STP_ENOMEM;
+			break;
+		}
+		rc = strlen(txt) <= STP_MAX_PAYLOAD ?
+		     send(ctx, txt, strlen(txt)) : 0;
+		free(txt);
+		if (rc < 0)
+			break;
+	}
+	json_decref(rec);
+	json_decref(top);
+	return rc;
+}

@@ -70,4 +70,15 @@ int stp_rewrite_open(struct stp_stage *out_st, const struct stp_rw_ops *ops);
  * empty when absent. NULL if the value is not a JSON array. */
 json_t *stp_lossy_record(json_t *metadata);
 
+typedef int stp_note_send_fn(void *ctx, const char *json, size_t len);
+
+/* For a safetensors header (the n JSON bytes) that records lossy steps,
+ * calls send once per step with the JSON of a LOSSY frame saying it
+ * (its tensors without errors, "recorded": "header"), so that a file
+ * quantized long ago still says so in every stream made from it. 0 or
+ * the first negative code of send; a record that is not JSON is not a
+ * record and sends nothing. */
+int stp_lossy_header_notes(const uint8_t *json, size_t n, const char *path,
+			   stp_note_send_fn *send, void *ctx);
+
 #endif

@@ -13,6 +13,7 @@
 
 #include "error.h"
 #include "io.h"
+#include "rewrite.h"
 #include "safetensors.h"
 #include "split.h"
 
@@ -301,15 +302,34 @@ static int split_header(struct stp_splitter *s, struct stp_out *w,
 	return rc < 0 ? rc : 0;
 }
 
+struct note_ctx {
+	struct stp_splitter *s;
+	struct stp_out *w;
+};
+
+static int send_note(void *ctx, const char *json, size_t len)
+{
+	struct note_ctx *n = ctx;
+
+	return put1(n->s, n->w, STP_F_LOSSY, json, len);
+}
+
 static int split_safetensors(struct stp_splitter *s, struct stp_out *w,
 			     const struct stp_file_info *f,
 			     struct stp_source *src, uint32_t *out_tensors)
 {
 	struct stp_st_header h;
+	struct note_ctx nc = { s, w };
+	char path[STP_MAX_PATH + 1];
 	int rc = split_header(s, w, f, src, &h);
 
 	if (rc < 0)
 		return rc;
+	/* a file that went through a lossy stage says so in the stream */
+	memcpy(path, f->path, f->pathlen);
+	path[f->pathlen] = '\0';
+	rc = stp_lossy_header_notes(s->header + 8, h.header_len, path,
+				    send_note, &nc);
 	for (size_t i = 0; i < h.count && rc >= 0; i++) {
 		const struct stp_st_tensor *t = &h.tensors[i];
 
