@@ -15,6 +15,7 @@
 #include "model.h"
 #include "lstm_stage.h"
 #include "planes.h"
+#include "predict.h"
 #include "rans.h"
 
 #define MAX_OUT_FRAMES 4          /* PLANES frames one DATA frame may give */
@@ -117,6 +118,7 @@ struct codec {
 	uint64_t pending;
 	uint64_t start, rowlen;
 	unsigned code;
+	unsigned icode;               /* I8, U8: residual frames */
 	int in_file;                  /* between FILE and FILE_END */
 	int text;                     /* the frame being queued is DATA
 				       * outside every tensor */
@@ -600,6 +602,44 @@ static int merge_planes(const uint8_t *p, size_t len, uint8_t *out,
 	return 0;
 }
 
+/* RESIDUAL -> CODED_RESIDUAL (CODE) or DATA (DECODE|MERGE);
+ * CODED_RESIDUAL -> RESIDUAL (DECODE) or, through scratch, DATA
+ * (formats/predict.md). */
+static int residual_job(struct job *j, uint8_t *scratch)
+{
+	const uint8_t *p = j->src;
+	size_t len = j->in_len, n;
+	unsigned type = STP_F_DATA;
+	int rc;
+
+	if (j->type == STP_F_CODED_RESIDUAL) {
+		uint8_t *dst = j->op & STP_OP_MERGE ? scratch : j->out;
+
+		if ((rc = stp_resid_decode(p, len, dst, &n)) < 0)
+			return rc;
+		p = dst;
+		len = n;
+		type = STP_F_RESIDUAL;
+	} else if (j->op & STP_OP_CODE) {
+		rc = stp_resid_code(p, len, j->out, j->out_cap, &n);
+		type = STP_F_CODED_RESIDUAL;
+		p = NULL;
+		if (rc < 0)
+			return rc;
+	}
+	if (p && (j->op & STP_OP_MERGE)) {
+		if ((rc = stp_resid_merge(p, len, j->out, &n)) < 0)
+			return rc;
+		type = STP_F_DATA;
+	}
+	j->piece[0].type = type;
+	j->piece[0].hdr_off = 0;
+	j->piece[0].hdr_len = 8;
+	j->piece[0].body_off = 8;
+	j->piece[0].body_len = n - 8;
+	return 0;
+}
+
 static int run_job(struct job *j, uint8_t *scratch)
 {
 	struct piece tmp[MAX_OUT_FRAMES];
@@ -625,6 +665,10 @@ static int run_job(struct job *j, uint8_t *scratch)
 	}
 	if (j->type == STP_F_CODED_DATA) {
 		rc = decode_data(j, j->src, j->in_len, j->out, j->piece);
+		goto crc;
+	}
+	if (j->type == STP_F_RESIDUAL || j->type == STP_F_CODED_RESIDUAL) {
+		rc = residual_job(j, scratch);
 		goto crc;
 	}
 	switch (j->op) {
@@ -894,6 +938,8 @@ static size_t out_need(const struct codec *c, const struct job *j)
 	struct stp_planes_hdr h = { .dtype = j->code };
 	size_t n;
 
+	if (j->type == STP_F_RESIDUAL && (j->op & STP_OP_CODE))
+		return stp_resid_code_bound(j->in_len);
 	if (j->type == STP_F_DATA && j->op == STP_OP_CODE)
 		return 12 + stp_rans_bound(j->in_len - 8) +
 		       (j->text ? j->in_len - 8 : 0);
@@ -1109,6 +1155,7 @@ static int on_tensor(struct codec *c, const struct stp_frame *f)
 	c->pending = t.nbytes;
 	c->start = t.offset;
 	c->code = stp_float_code(t.dtype);
+	c->icode = stp_int_code(t.dtype);
 	c->tensor_model = c->hint ? find_model(c, c->hint - 1) : NULL;
 	c->hint = 0;
 	c->rowlen = t.ndim ? t.shape[t.ndim - 1] : 1;
@@ -1133,6 +1180,22 @@ static int on_planes(struct codec *c, const struct stp_frame *f)
 	    h.column != (h.offset - c->start) / width % c->rowlen)
 		return STP_EFRAME;
 	return consume(c, (uint64_t)h.count * width);
+}
+
+/* Checks a RESIDUAL or CODED_RESIDUAL header against the tensor whose
+ * bytes it carries, and counts its bytes. */
+static int on_residual(struct codec *c, const struct stp_frame *f)
+{
+	struct stp_resid_hdr h;
+	int rc = stp_resid_hdr_parse(f->payload, f->len, &h);
+
+	if (rc < 0)
+		return rc;
+	if (!c->pending || h.dtype != c->icode || h.offset < c->start ||
+	    h.rowlen != c->rowlen ||
+	    h.column != (h.offset - c->start) % c->rowlen)
+		return STP_EFRAME;
+	return consume(c, h.count);
 }
 
 static size_t put_varint(uint8_t *p, uint64_t v)
@@ -1265,7 +1328,11 @@ static int will_transform(const struct codec *c, const struct stp_frame *f)
 		return (c->ops & (STP_OP_CODE | STP_OP_MERGE)) != 0;
 	case STP_F_CODED:
 	case STP_F_CODED_DATA:
+	case STP_F_CODED_RESIDUAL:
 		return (c->ops & STP_OP_DECODE) != 0;
+	case STP_F_RESIDUAL:
+		return (c->ops & STP_OP_CODE) ||
+		       c->ops == (STP_OP_DECODE | STP_OP_MERGE);
 	default:
 		return 0;
 	}
@@ -1338,6 +1405,20 @@ static int codec_frame(void *self, const struct stp_frame *f,
 		if (c->ops & STP_OP_DECODE)
 			op = c->ops;
 		rc = on_planes(c, f);
+		break;
+	case STP_F_RESIDUAL:
+		/* coded by rans-enc; undone where decoding goes to DATA (the
+		 * front end, the library), else by predict -d */
+		if (c->ops & STP_OP_CODE)
+			op = STP_OP_CODE;
+		else if (c->ops == (STP_OP_DECODE | STP_OP_MERGE))
+			op = c->ops;
+		rc = on_residual(c, f);
+		break;
+	case STP_F_CODED_RESIDUAL:
+		if (c->ops & STP_OP_DECODE)
+			op = c->ops;
+		rc = on_residual(c, f);
 		break;
 	case STP_F_FILE_END:
 		if (c->pending)

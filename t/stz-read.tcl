@@ -1,6 +1,7 @@
 #!/usr/bin/env tclsh
 # stz-read.tcl -- a second reader of the stpipe stream, written only from
-# formats/stream.md, formats/planes.md and formats/rans.md, so that the
+# formats/stream.md, formats/planes.md, formats/rans.md and (through
+# t/predict-read.tcl) formats/predict.md, so that the
 # specs and the C code cannot drift apart.
 #
 # Usage: tclsh t/stz-read.tcl [--extract DIR] FILE
@@ -29,6 +30,7 @@
 # tool for small vectors, not a stage.
 
 source [file join [file dirname [info script]] rans-read.tcl]
+source [file join [file dirname [info script]] predict-read.tcl]
 
 namespace eval stz {
     # Stream header and frame constants ("Stream header", "Frames").
@@ -157,8 +159,10 @@ proc stz::segment {start} {
             3 { frame_data $off $payload }
             4 { frame_file_end $off $payload }
             16 { frame_planes $off $payload }
+            17 { frame_residual $off $payload }
             48 { frame_coded $off $payload }
             49 { frame_coded_data $off $payload }
+            50 { frame_coded_residual $off $payload }
             240 { frame_index $off $payload }
             241 { frame_index_loc $off $payload }
             default { frame_other $off $type $payload }
