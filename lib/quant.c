@@ -15,11 +15,12 @@ static const struct { const char *name; unsigned size; } qtypes[] = {
 	[STP_Q_F32] = { "F32", 4 },
 	[STP_Q_F8_E4M3] = { "F8_E4M3", 1 },
 	[STP_Q_I8] = { "I8", 1 },
+	[STP_Q_F64] = { "F64", 8 },
 };
 
 enum stp_qtype stp_qtype_of(const char *dtype)
 {
-	for (unsigned t = STP_Q_BF16; t <= STP_Q_I8; t++)
+	for (unsigned t = STP_Q_BF16; t <= STP_Q_F64; t++)
 		if (!strcmp(dtype, qtypes[t].name))
 			return (enum stp_qtype)t;
 	return STP_Q_NONE;
@@ -159,6 +160,14 @@ void stp_to_f32(enum stp_qtype t, const uint8_t *src, size_t n, float *dst)
 		case STP_Q_I8:
 			dst[i] = (float)(int8_t)src[i];
 			break;
+		case STP_Q_F64: {
+			uint64_t u = stp_get64(src + 8 * i);
+			double d;
+
+			memcpy(&d, &u, 8);
+			dst[i] = (float)d;
+			break;
+		}
 		case STP_Q_NONE:
 			dst[i] = 0;
 			break;
@@ -184,6 +193,14 @@ void stp_from_f32(enum stp_qtype t, const float *src, size_t n, uint8_t *dst)
 		case STP_Q_I8:
 			dst[i] = (uint8_t)(int8_t)src[i];
 			break;
+		case STP_Q_F64: {
+			double d = src[i];
+			uint64_t u;
+
+			memcpy(&u, &d, 8);
+			stp_put64(dst + 8 * i, u);
+			break;
+		}
 		case STP_Q_NONE:
 			break;
 		}
@@ -204,7 +221,8 @@ void stp_int8_row(const float *x, size_t n, int8_t *q, float *out_scale)
 	for (size_t i = 0; i < n; i++)
 		if (fabsf(x[i]) > amax)
 			amax = fabsf(x[i]);
-	scale = amax > 0 ? amax / 127.0f : 1.0f;
+	/* a subnormal amax can give a scale of 0: as an all-zero row */
+	scale = amax / 127.0f > 0 ? amax / 127.0f : 1.0f;
 	for (size_t i = 0; i < n; i++) {
 		float v = rintf(x[i] / scale);
 		q[i] = (int8_t)(v > 127 ? 127 : v < -127 ? -127 : v);
@@ -227,7 +245,7 @@ void stp_fp8_blocks(const float *x, uint64_t rows, uint64_t cols,
 				for (uint64_t c = c0; c < c1; c++)
 					if (fabsf(x[r * cols + c]) > amax)
 						amax = fabsf(x[r * cols + c]);
-			s = amax > 0 ? amax / 448.0f : 1.0f;
+			s = amax / 448.0f > 0 ? amax / 448.0f : 1.0f;
 			scale_inv[r0 / 128 * bc + c0 / 128] = s;
 			for (uint64_t r = r0; r < r1; r++)
 				for (uint64_t c = c0; c < c1; c++)
@@ -239,19 +257,22 @@ void stp_fp8_blocks(const float *x, uint64_t rows, uint64_t cols,
 void stp_qerr(const float *a, const float *b, size_t n, struct stp_qerr *out)
 {
 	double maxd = 0, dd = 0, aa = 0, bb = 0, ab = 0;
+	int nan = 0;
 
 	for (size_t i = 0; i < n; i++) {
 		double d = (double)a[i] - b[i];
 
-		if (fabs(d) > maxd)
+		if (isnan(d))
+			nan = 1;
+		else if (fabs(d) > maxd)
 			maxd = fabs(d);
 		dd += d * d;
 		aa += (double)a[i] * a[i];
 		bb += (double)b[i] * b[i];
 		ab += (double)a[i] * b[i];
 	}
-	out->max_abs = maxd;
-	out->rel_fro = aa > 0 ? sqrt(dd / aa) : dd > 0 ? INFINITY : 0;
-	out->cosine = aa > 0 && bb > 0 ? ab / sqrt(aa * bb) :
-		      aa == bb ? 1 : 0;
+	out->max_abs = nan ? NAN : maxd;
+	out->rel_fro = aa > 0 ? sqrt(dd) / sqrt(aa) : dd > 0 ? INFINITY : 0;
+	out->cosine = aa > 0 && bb > 0 ? ab / (sqrt(aa) * sqrt(bb)) :
+		      aa == 0 && bb == 0 ? 1 : 0;
 }

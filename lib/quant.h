@@ -9,16 +9,17 @@
 
 /* The float dtypes a lossy stage reads and writes. */
 enum stp_qtype { STP_Q_NONE = 0, STP_Q_BF16, STP_Q_F16, STP_Q_F32,
-		 STP_Q_F8_E4M3, STP_Q_I8 };
+		 STP_Q_F8_E4M3, STP_Q_I8, STP_Q_F64 };
 
 /* The code of a safetensors dtype string, STP_Q_NONE if not one above. */
 enum stp_qtype stp_qtype_of(const char *dtype);
 const char *stp_qtype_name(enum stp_qtype t);
 unsigned stp_qtype_size(enum stp_qtype t);
 
-/* n little-endian values of type t at src as F32 (I8 as its integer). */
+/* n little-endian values of type t at src as F32 (I8 as its integer;
+ * F64 rounded). */
 void stp_to_f32(enum stp_qtype t, const uint8_t *src, size_t n, float *dst);
-/* n F32 values to type t (BF16, F16, F32, F8_E4M3), rounded to nearest
+/* n F32 values to type t (BF16, F16, F32, F8_E4M3, F64), rounded to nearest
  * even; F8_E4M3 saturates at +-448 and F16 overflows to infinity. */
 void stp_from_f32(enum stp_qtype t, const float *src, size_t n, uint8_t *dst);
 
@@ -36,9 +37,10 @@ void stp_int8_row(const float *x, size_t n, int8_t *q, float *out_scale);
 void stp_fp8_blocks(const float *x, uint64_t rows, uint64_t cols,
 		    uint8_t *q, float *scale_inv);
 
-/* Error of an approximation b of a (n values): maximum absolute error,
- * relative Frobenius error ||a - b|| / ||a|| (0 when a is zero and b
- * equals it) and cosine, accumulated in double. */
+/* Error of an approximation b of a (n values), in double: the largest
+ * |a - b| (NaN if a difference is NaN), the relative Frobenius error
+ * ||a - b|| / ||a|| (0 when both are zero, infinity when only a is) and
+ * the cosine (1 when both are zero, 0 when only one is). */
 struct stp_qerr {
 	double max_abs, rel_fro, cosine;
 };

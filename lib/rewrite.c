@@ -604,12 +604,16 @@ static int rewrite_tensor(struct rw *s, const struct stp_frame *f,
 	} else {
 		struct stp_rw_group *g = &s->plan.g[gi];
 
-		for (size_t i = 0; i < g->nin; i++)
-			if (g->in[i] == ti.index && !g->buf[i]) {
-				g->buf[i] = malloc(ti.nbytes ? ti.nbytes : 1);
-				if (!g->buf[i])
-					return STP_ENOMEM;
-			}
+		for (size_t i = 0; i < g->nin; i++) {
+			if (g->in[i] != ti.index)
+				continue;
+			/* a second TENSOR frame would overrun its buffer */
+			if (g->buf[i] || g->done >= g->nin)
+				return STP_EORDER;
+			g->buf[i] = malloc(ti.nbytes ? ti.nbytes : 1);
+			if (!g->buf[i])
+				return STP_ENOMEM;
+		}
 	}
 	if (rc >= 0 && s->cur_left == 0)
 		rc = tensor_done(s, out);
@@ -892,6 +896,8 @@ static int stage_frame(void *self, const struct stp_frame *f,
 			s->state = NONE;
 		else if (f->type != STP_F_DATA)
 			return STP_EUNDECODED;
+		else if (f->len < 8)
+			return STP_EFRAME;
 		return hold(&s->index, f->type, f->payload, f->len);
 	case PASS:
 		if (f->type == STP_F_FILE_END)

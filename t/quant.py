@@ -96,7 +96,8 @@ def e4m3(x):
 
 def int8_ref(x):
     amax = np.abs(x).max(axis=1)
-    scale = np.where(amax > 0, amax / np.float32(127), np.float32(1)).astype(np.float32)
+    scale = (amax / np.float32(127)).astype(np.float32)
+    scale = np.where(scale > 0, scale, np.float32(1)).astype(np.float32)
     q = np.clip(np.rint(x / scale[:, None]), -127, 127).astype(np.int8)
     return q, scale
 
@@ -110,7 +111,7 @@ def fp8_ref(x):
         for j in range(bc):
             blk = x[i * 128:(i + 1) * 128, j * 128:(j + 1) * 128]
             amax = np.float32(np.abs(blk).max())
-            s[i, j] = amax / np.float32(448) if amax > 0 else np.float32(1)
+            s[i, j] = amax / np.float32(448) if amax / np.float32(448) > 0 else np.float32(1)
             q[i * 128:(i + 1) * 128, j * 128:(j + 1) * 128] = e4m3(blk / s[i, j])
     return q, s
 
