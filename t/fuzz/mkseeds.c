@@ -3,7 +3,9 @@
  * A stream (it starts with the stream magic) seeds stream/, pipeline/,
  * scan/ and api/ whole, and its frames seed the targets of their payloads:
  * PLANES frames planes/, the bodies of CODED and CODED_DATA frames rans/,
- * or model/ with their MODEL frame when a model codes them.  A
+ * or model/ with their MODEL frame when a model codes them.  A stream
+ * of no PLANES, CODED, CODED_DATA or MODEL frame (st-split's, a lossy
+ * filter's) also seeds lossy/, once for each of its stages.  A
  * safetensors file seeds safetensors/ (its header), split/ and
  * roundtrip/; any other file (an archive, a text file) split/ and
  * roundtrip/.  Frames are walked without checks, so
@@ -186,11 +188,24 @@ static void planes_frame(struct walk *w, unsigned type, const uint8_t *p,
 	}
 }
 
+/* lossy/: each of the eight stages, with the default excludes and with
+ * -p '*' (t/fuzz/lossy.c), the CRCs mended in half of them. */
+static void lossy_seeds(const char *name, const uint8_t *p, size_t n)
+{
+	for (unsigned k = 0; k < 16; k++) {
+		uint8_t flags = (uint8_t)((k & 7) << 1 | (k & 8) << 1 |
+					  (k < 8));
+
+		seed("lossy", name, k, &flags, 1, p, n);
+	}
+}
+
 static void stream_file(const char *name, const uint8_t *p, size_t n)
 {
 	struct walk w = { .name = name };
 	uint8_t flags[] = { 0x00, 0x10, 0x0a, 0x13 };
 	size_t pos = 0;
+	int coded = 0;
 
 	for (unsigned i = 0; i < sizeof flags; i++) {
 		seed("stream", name, w.k, &flags[i], 1, p, n);
@@ -211,6 +226,8 @@ static void stream_file(const char *name, const uint8_t *p, size_t n)
 		len = stp_get32(p + pos + 4);
 		if (len > n - pos - 8)
 			return;
+		coded |= type == STP_F_MODEL || type == STP_F_PLANES ||
+			 type == STP_F_CODED || type == STP_F_CODED_DATA;
 		const uint8_t *pl = p + pos + 8;
 		if (type == STP_F_MODEL && len >= 4 && w.nmodels < MAX_MODELS)
 			w.models[w.nmodels++] = (struct model_ref){
@@ -222,6 +239,8 @@ static void stream_file(const char *name, const uint8_t *p, size_t n)
 				  stp_get32(pl + 8), 1, 0, w.k);
 		pos += 8 + len + 4;
 	}
+	if (!coded)
+		lossy_seeds(name, p, n);
 }
 
 static uint8_t *slurp(const char *path, size_t *out_n)
