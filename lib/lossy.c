@@ -162,6 +162,7 @@ static int plan_dequant(struct quant *q, struct stp_rw_plan *p,
 		long j;
 
 		if (stp_qtype_of(t->dtype) != coded_type(q) ||
+		    strlen(t->name) >= sizeof g.out[0].name ||
 		    !stp_select_match(&q->o.sel, t->name, t->ndim, t->shape))
 			continue;
 		snprintf(sname, sizeof sname, "%s%s", t->name, suffix(q));
