@@ -52,6 +52,10 @@ static const char usage[] =
 	"  -P, --progress      show progress even when stderr is not a terminal\n"
 	"      --tsv           (info) tab-separated values with a header line\n"
 	"      --file=PATH     (extract) the file of a folder holding TENSOR\n"
+	"      --quantize=int8|fp8\n"
+	"                      (compress) LOSSY: quantize the 2-D weights first,\n"
+	"                      as int8-quant or fp8-quant would (recorded; see\n"
+	"                      stpipe info)\n"
 	"  -h, --help          show this help and exit\n"
 	"  -V, --version       show the version and exit\n"
 	"\n"
@@ -63,7 +67,12 @@ struct opts {
 	int to_stdout, force, verbose, tsv;
 	unsigned threads;
 	unsigned model;           /* 0: static order-0 tables */
+	int quantize;             /* 0 or an stp_quant_kind (lossy) */
 };
+
+/* Without -p or -x, int8-quant's and fp8-quant's choice. */
+static const char *const quant_exclude[] = { "*embed*", "*lm_head*",
+					     "*wte*", "*wpe*" };
 
 static double now(void)
 {
@@ -106,6 +115,7 @@ static int default_stz(char *buf, size_t cap, const char *in)
 static int cmd_compress(struct opts *o, char **in, int nin)
 {
 	char out[8192], tmp[8300];
+	struct stp_stage lossy;
 	struct stp_report rep;
 	struct stat st;
 	double t0 = now();
@@ -130,8 +140,24 @@ static int cmd_compress(struct opts *o, char **in, int nin)
 		if ((fd = stp_temp_create(tmp, sizeof tmp, o->out)) < 0)
 			return cli_fail(fd, o->out);
 	}
+	if (o->quantize) {
+		struct stp_quant_opts qo = {
+			.kind = (enum stp_quant_kind)o->quantize,
+			.sel = { .exclude = quant_exclude,
+				 .nexclude = sizeof quant_exclude /
+					     sizeof quant_exclude[0] },
+			.options = "",  /* the bytes of a bare int8-quant */
+		};
+
+		if ((rc = stp_quant_open(&lossy, &qo)) < 0) {
+			if (o->out)
+				unlink(tmp);
+			return cli_fail(rc, "");
+		}
+	}
 	rc = stp_compress((const char *const *)in, nin, fd, o->threads,
-			  o->model, progress, "compress", &rep);
+			  o->model, o->quantize ? &lossy : NULL, progress,
+			  "compress", &rep);
 	if (rc == 0 && o->out) {
 		if (fstat(fd, &st) < 0 || close(fd) < 0)
 			rc = STP_EIO;
@@ -460,6 +486,7 @@ int main(int argc, char **argv)
 		{ "progress", no_argument, NULL, 'P' },
 		{ "tsv", no_argument, NULL, 1 },
 		{ "file", required_argument, NULL, 2 },
+		{ "quantize", required_argument, NULL, 3 },
 		{ "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, 'V' },
 		{ 0 }
@@ -509,6 +536,15 @@ int main(int argc, char **argv)
 		case 'P': cli_progress_mode = 1; break;
 		case 1: o.tsv = 1; break;
 		case 2: o.file = optarg; break;
+		case 3:
+			if (strcmp(optarg, "int8") == 0)
+				o.quantize = STP_QUANT_INT8;
+			else if (strcmp(optarg, "fp8") == 0)
+				o.quantize = STP_QUANT_FP8;
+			else
+				return cli_usage("--quantize: int8 or fp8, not "
+						 "'%s'", optarg);
+			break;
 		case 'h': fputs(usage, stdout); return cli_close_stdout();
 		case 'V': return cli_version();
 		default: return cli_usage("invalid option");

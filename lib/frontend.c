@@ -20,15 +20,22 @@
 struct stp_cpipe {
 	struct stp_splitter *s;
 	struct stp_writer *w;
-	struct stp_chain *ch, *ch2, *ch3;
+	struct stp_chain *ch, *ch2, *ch3, *ch4;
 	struct stp_stage st, sp, lm;
-	struct stp_out wout, cout, mid1, mid2;	/* chains keep pointers */
+	struct stp_out wout, cout, mid1, mid2, mid3;	/* chains keep pointers */
+	/* a lossy filter before the codec, and whether it failed */
+	struct stp_stage lossy, lossy_wrap;
+	struct stp_out after_lossy;
+	int lossy_failed, after_failed;
 };
 
 void stp_cpipe_free(struct stp_cpipe *p)
 {
 	if (!p)
 		return;
+	stp_chain_free(p->ch4);
+	if (p->lossy.free)
+		p->lossy.free(p->lossy.self);
 	stp_chain_free(p->ch3);
 	stp_chain_free(p->ch2);
 	stp_chain_free(p->ch);
@@ -124,12 +131,52 @@ const char *stp_cpipe_where(struct stp_cpipe *p, int rc)
 	uint64_t pos;
 
 	if (strcmp(at, "stdout") == 0 || at[0] == '\0')
-		at = rc == STP_EIO ? "output" : p->st.where(p->st.self, &pos);
+		at = rc == STP_EIO ? "output" :
+		     p->lossy_failed ? p->lossy.where(p->lossy.self, &pos) :
+		     p->st.where(p->st.self, &pos);
 	return at;
 }
 
+/* A failure of the stages after the lossy one comes back through it:
+ * it is at fault only if they did not fail first. */
+static int after_lossy_frame(void *ctx, unsigned type, const struct iovec *v,
+			     int n, const uint32_t *crc)
+{
+	struct stp_cpipe *p = ctx;
+	int rc = p->after_lossy.frame(p->after_lossy.ctx, type, v, n, crc);
+
+	if (rc < 0)
+		p->after_failed = 1;
+	return rc;
+}
+
+static int lossy_frame(void *self, const struct stp_frame *f,
+		       struct stp_out *out)
+{
+	struct stp_cpipe *p = self;
+	int rc = p->lossy.frame(p->lossy.self, f, out);
+
+	if (rc < 0 && !p->after_failed)
+		p->lossy_failed = 1;
+	return rc;
+}
+
+int stp_cpipe_lossy(struct stp_cpipe *p, struct stp_stage *st)
+{
+	int rc;
+
+	p->lossy = *st;
+	p->lossy_wrap = (struct stp_stage){ .frame = lossy_frame, .self = p };
+	p->after_lossy = p->cout;
+	p->mid3 = (struct stp_out){ after_lossy_frame, p };
+	if ((rc = stp_chain_open(&p->ch4, &p->lossy_wrap, &p->mid3)) < 0)
+		return rc;
+	p->cout = stp_chain_out(p->ch4);
+	return 0;
+}
+
 int stp_compress(const char *const *paths, int npaths, int out_fd,
-		 unsigned threads, unsigned model_kind,
+		 unsigned threads, unsigned model_kind, struct stp_stage *lossy,
 		 stp_progress_fn *progress, void *ctx, struct stp_report *rep)
 {
 	struct stp_cpipe *p;
@@ -137,8 +184,15 @@ int stp_compress(const char *const *paths, int npaths, int out_fd,
 
 	rep->where[0] = '\0';
 	rep->file_bytes = 0;
-	if ((rc = stp_cpipe_open(&p, out_fd, threads, model_kind)) < 0)
+	if ((rc = stp_cpipe_open(&p, out_fd, threads, model_kind)) < 0) {
+		if (lossy)
+			lossy->free(lossy->self);
 		return rc;
+	}
+	if (lossy && (rc = stp_cpipe_lossy(p, lossy)) < 0) {
+		stp_cpipe_free(p);
+		return rc;
+	}
 	stp_splitter_set_progress(p->s, progress, ctx);
 	for (int i = 0; i < npaths && rc == 0; i++)
 		rc = stp_split_path(p->s, &p->cout, paths[i]);

@@ -9,16 +9,19 @@
 #include "join.h"
 #include "split.h"
 
+struct stp_stage;
+
 /* Where a failure happened: file, tensor, stream offset. */
 struct stp_report {
 	char where[8192];
 	uint64_t file_bytes;        /* file bytes read (compress) or written */
 };
 
-/* st-split PATHS | fp8-exp | rans-enc [-m KIND], to out_fd; model_kind
- * as for stp_codec_open (0: static order-0 tables). */
+/* st-split PATHS | [lossy |] fp8-exp | rans-enc [-m KIND], to out_fd;
+ * model_kind as for stp_codec_open (0: static order-0 tables); lossy (a
+ * lossy filter's stage, or NULL) is freed by the call. */
 int stp_compress(const char *const *paths, int npaths, int out_fd,
-		 unsigned threads, unsigned model_kind,
+		 unsigned threads, unsigned model_kind, struct stp_stage *lossy,
 		 stp_progress_fn *progress, void *ctx, struct stp_report *rep);
 
 /* The pipeline of stp_compress, to be fed by the caller: frames from a
@@ -28,6 +31,9 @@ struct stp_cpipe;
 int stp_cpipe_open(struct stp_cpipe **out_p, int out_fd, unsigned threads,
 		   unsigned model_kind);
 struct stp_splitter *stp_cpipe_splitter(struct stp_cpipe *p);
+/* Puts stage st (which p then owns) between the splitter and the codec.
+ * 0 or STP_ENOMEM. */
+int stp_cpipe_lossy(struct stp_cpipe *p, struct stp_stage *st);
 struct stp_out *stp_cpipe_out(struct stp_cpipe *p);
 int stp_cpipe_end(struct stp_cpipe *p);
 /* After failure rc: the input, tensor or "output" at fault. */
@@ -92,7 +98,6 @@ int stp_extract(int fd, const char *path, const char *name, int out_fd,
 
 /* ---- helpers of random access, for api.c ---- */
 
-struct stp_stage;
 
 /* Reads the whole frame at input offset off of fd into buf (cap bytes),
  * checking its CRC; returns its type and sets *len, or a negative code. */

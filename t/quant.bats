@@ -203,3 +203,16 @@ print(np.frombuffer(t['x.weight'][2], np.int8)[[0, 9]].tolist())"
 	assert_success
 	assert_output "ok 42"
 }
+
+@test "stpipe compress --quantize int8|fp8 writes the pipeline's bytes; bad values exit 100" {
+	for k in int8 fp8; do
+		stpipe compress -q --quantize $k "$FIX/folder" -o f.stz -f
+		st-split "$FIX/folder" | $k-quant | fp8-exp | rans-enc | cmp - f.stz
+		run stpipe info f.stz
+		assert_output --partial "lossy: model-00001-of-00002.safetensors: $k-quant quantize: "
+	done
+	run stpipe compress --quantize int4 "$FIX/folder" -o g.stz
+	[ "$status" -eq 100 ]
+	assert_line -n 0 "stpipe: --quantize: int8 or fp8, not 'int4'"
+	[ ! -e g.stz ]
+}
