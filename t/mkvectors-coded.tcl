@@ -1,7 +1,8 @@
-# mkvectors-coded.tcl -- the test vectors of the plane, coded and index
-# frames (formats/planes.md, formats/rans.md), with a writer of their own
-# made from those specs alone: its own plane split, its own rANS encoder
-# (rans.md, "Encoding"), its own front-coded index.
+# mkvectors-coded.tcl -- the test vectors of the plane, coded, residual and
+# index frames (formats/planes.md, formats/rans.md, formats/predict.md),
+# with a writer of their own made from those specs alone: its own plane
+# split, its own rANS encoder (rans.md, "Encoding"), its own predictors,
+# its own front-coded index.
 #
 # Sourced by t/mkvectors.tcl, whose stream writer (vec::header, vec::frame,
 # vec::file_begin, vec::tensor, vec::data, vec::file_end, vec::end,
@@ -9,7 +10,8 @@
 # the folder coded/ beside the core ones, with the same naming:
 #
 #   good-NAME.stp, good-NAME.out, good-NAME.expect/   accepted, as in core
-#   bad-NAME.stp        breaks exactly one rule of planes.md or rans.md,
+#   bad-NAME.stp        breaks exactly one rule of planes.md, rans.md or
+#                       predict.md (bad-residual-*, bad-coded-residual-*),
 #                       which the C decoding pipeline checks too
 #   bad-index-NAME.stp  breaks one rule of an INDEX or INDEX_LOC frame;
 #                       t/stz-read.tcl rejects it, while the final stage
@@ -526,6 +528,123 @@ proc vec::cdata {n method args} {
     line "CODED_DATA $offset $n [body_text $body]"
 }
 
+# ---------------------------------------------------------------------------
+# The stream writer, continued: frames of predict.md, with the writer's
+# own predictors.
+
+namespace eval vec {
+    variable PRED_NAME {none left up avg grad med}
+}
+
+# Return the prediction of predictor id from neighbours a, b, c
+# (predict.md "Predictors").
+proc vec::predict_one {id a b c} {
+    switch -- $id {
+        0 { return 0 }
+        1 { return $a }
+        2 { return $b }
+        3 { return [expr {int(floor(($a + $b) / 2.0))}] }
+        4 { return [expr {max(-128, min(127, $a + $b - $c))}] }
+        5 {
+            if {$c >= max($a, $b)} { return [expr {min($a, $b)}] }
+            if {$c <= min($a, $b)} { return [expr {max($a, $b)}] }
+            return [expr {$a + $b - $c}]
+        }
+    }
+    error "no predictor $id"
+}
+
+# Return the residual bytes of the values in bytes of dtype (I8 or U8), a
+# frame starting at column of rows of rowlen, with chunks of chunk values
+# predicted by ids in turn (predict.md "Layout", "Predictors").
+proc vec::residuals {dtype bytes rowlen column chunk ids} {
+    binary scan $bytes cu* xs
+    set v {}
+    foreach x $xs {
+        lappend v [expr {$dtype eq "I8" ? ($x ^ 0x80) - 128 : $x - 128}]
+    }
+    set out {}
+    set i 0
+    foreach x $v {
+        set col [expr {($column + $i) % $rowlen}]
+        set left [expr {$col > 0 && $i >= 1}]
+        set up [expr {$i >= $rowlen}]
+        set a [expr {$left ? [lindex $v $i-1] : $up ? [lindex $v $i-$rowlen] : 0}]
+        set b [expr {$up ? [lindex $v $i-$rowlen] : $a}]
+        set ul [expr {$i - $rowlen - 1}]
+        set c [expr {$left && $i >= $rowlen + 1 ? [lindex $v $ul] : $b}]
+        set p [predict_one [lindex $ids [expr {$i / $chunk}]] $a $b $c]
+        lappend out [expr {($x - $p) & 0xFF}]
+        incr i
+    }
+    return [binary format cu* $out]
+}
+
+# Append a RESIDUAL frame ("RESIDUAL (0x11)") of the open tensor's next
+# count values, its chunks predicted by ids in turn (chunk: as many values
+# as that needs, or -chunk); with -coded method ({method body-options...})
+# a CODED_RESIDUAL frame ("CODED_RESIDUAL (0x32)") instead.  -as codes the
+# values as another dtype; -offset -count -code -r13 -r14 -rowlen -column
+# -chunk -nchunks override header fields (the residuals follow -rowlen,
+# -column and -chunk), -ids the id bytes, -body the coded body, -resid the
+# residuals; -extra appends bytes, -cut drops the last ones.
+proc vec::residual {count ids args} {
+    variable ten
+    variable PRED_NAME
+    set o [opts {-coded {} -as {} -offset {} -count {} -code {} -r13 0 -r14 0 \
+        -rowlen {} -column {} -chunk {} -nchunks {} -ids {} -body {} -resid {} \
+        -extra "" -cut 0} $args]
+    set dtype [dict get $ten dtype]
+    if {[dict get $o -as] ne ""} {
+        set dtype [dict get $o -as]
+    }
+    lassign [take $count] offset bytes
+    set f [dict create offset $offset count $count code [expr {$dtype eq "I8" ? 1 : 2}] \
+        rowlen [dict get $ten rowlen] \
+        column [expr {($offset - [dict get $ten begin]) % [dict get $ten rowlen]}] \
+        chunk [expr {[llength $ids] ? ($count + [llength $ids] - 1) / [llength $ids] : 1}]]
+    foreach key {offset count code rowlen column chunk} {
+        if {[dict get $o -$key] ne ""} {
+            dict set f $key [dict get $o -$key]
+        }
+    }
+    dict with f {}
+    set nchunks [dict get $o -nchunks]
+    if {$nchunks eq ""} {
+        set nchunks [llength $ids]
+    }
+    set resid [dict get $o -resid]
+    if {$resid eq ""} {
+        set resid [residuals $dtype $bytes $rowlen $column [expr {$chunk ? $chunk : $count}] $ids]
+    }
+    set idbytes [dict get $o -ids]
+    if {$idbytes eq ""} {
+        set idbytes [binary format cu* $ids]
+    }
+    set names {}
+    foreach id $ids {
+        lappend names [lindex $PRED_NAME $id]
+    }
+    set head [binary format wuiucucusuwuwuiuiu $offset $count $code [dict get $o -r13] \
+        [dict get $o -r14] $rowlen $column $chunk $nchunks]
+    set text "$offset $count [expr {$code == 1 ? "I8" : "U8"}] $rowlen $column $chunk [join $names ,]"
+    set m [dict get $o -coded]
+    if {$m eq ""} {
+        set payload "$head$idbytes$resid[dict get $o -extra]"
+        set type 17
+        line "RESIDUAL $text"
+    } else {
+        set body [dict get $o -body]
+        if {$body eq ""} {
+            set body [body [lindex $m 0] $resid {*}[lrange $m 1 end]]
+        }
+        set payload "$head$idbytes$body[dict get $o -extra]"
+        set type 50
+        line "CODED_RESIDUAL $text [body_text $body]"
+    }
+    frame $type [string range $payload 0 end-[dict get $o -cut]]
+}
+
 # Return the LEB128 bytes of value; -pad adds continuation bytes of zero
 # bits (as an 11-byte varint needs).
 proc vec::varint {value {pad 0}} {
@@ -1007,6 +1126,164 @@ proc vec::make_index_bad {} {
     }
 }
 
+# ---------------------------------------------------------------------------
+# Residual vectors (predict.md)
+
+# Return rows x cols smooth values of dtype (I8 or U8) as bytes: a slope
+# along rows and columns plus a little noise, clamped to the dtype.
+proc vec::smooth {rows cols dtype {slope 3}} {
+    binary scan [noise [expr {$rows * $cols}]] cu* r
+    set out {}
+    set k 0
+    for {set i 0} {$i < $rows} {incr i} {
+        for {set j 0} {$j < $cols} {incr j} {
+            set v [expr {$slope * $i + 2 * $j - 40 + [lindex $r $k] % 5 - 2}]
+            set v [expr {max(-128, min(127, $v))}]
+            lappend out [expr {$dtype eq "I8" ? $v & 0xFF : $v + 128}]
+            incr k
+        }
+    }
+    return [binary format cu* $out]
+}
+
+proc vec::make_residual_good {} {
+    variable rng
+
+    # RESIDUAL frames of I8 and U8 tensors of every rank: every predictor,
+    # chunks of several lengths (the last one shorter), a frame starting
+    # in the middle of a row after a DATA frame, values at both ends of
+    # the range (grad clamps, residuals wrap).
+    set rng 70
+    set i [smooth 6 20 I8]
+    set u [smooth 4 33 U8 9]
+    set r [smooth 1 10 U8]
+    set e [binary format c* {127 127 -128 -128 127 -128 127 -128 0 1 -1 126
+        -127 -128 127 127 -128 127 -128 127 5 -5 100 -100}]
+    begin; cheader
+    st_open resid.safetensors [list [list i I8 {6 20} $i] [list u U8 {4 33} $u] \
+        [list r U8 {10} $r] [list s I8 {} \xfb] [list e I8 {2 3 4} $e]]
+    ctensor i I8 {6 20}
+    residual 50 {0 1 2 3 4 5 5}
+    data 20
+    residual 50 {5 4}
+    ctensor u U8 {4 33}
+    residual 132 {4 5 3 2 1 0}
+    ctensor r U8 {10}
+    residual 10 {1 2 3 0}
+    ctensor s I8 {}
+    residual 1 {5}
+    ctensor e I8 {2 3 4}
+    residual 24 {4 5}
+    file_end
+    end
+    good residual
+
+    # CODED_RESIDUAL frames with bodies of every method, beside a RESIDUAL
+    # frame of the same tensor; the second frame starts in a row's middle.
+    set rng 71
+    set i [smooth 8 32 I8 4]
+    binary scan [noise 300] cu* n
+    set w {}
+    foreach b $n {
+        lappend w [expr {128 + [lindex {0 0 0 0 1 1 -1 2} [expr {$b % 8}]]}]
+    }
+    set w [binary format cu* $w]
+    begin; cheader
+    st_open cresid.safetensors [list [list i I8 {8 32} $i] \
+        [list u U8 {3 30} [string repeat \x80 90]] [list w U8 {300} $w] \
+        [list t U8 {2 40} [smooth 2 40 U8]]]
+    ctensor i I8 {8 32}
+    residual 100 {5 4} -coded {3 -pb 8}
+    residual 100 {2} -coded 1
+    residual 56 {0 3} -coded 0
+    ctensor u U8 {3 30}
+    residual 90 {1 2} -coded 2
+    ctensor w U8 {300}
+    residual 300 {1} -coded {6 -segs 2 -pb 7}
+    ctensor t U8 {2 40}
+    residual 40 {4} -coded 5
+    residual 40 {5}
+    file_end
+    end
+    good coded-residual
+}
+
+# A segment holding one I8 tensor "w" of shape (default {4 16}) with
+# smooth values, whose frames body writes.
+proc vec::i8_file {body {shape {4 16}}} {
+    variable rng 72
+    set n [tcl::mathop::* {*}$shape]
+    cheader
+    st_open w.safetensors [list [list w I8 $shape [smooth 1 $n I8]]]
+    ctensor w I8 $shape
+    uplevel 1 $body
+    file_end
+    end
+}
+
+proc vec::make_residual_bad {} {
+    set cases {
+        residual-predictor-6 {i8_file {residual 64 {1 2} -ids \x01\x06}}
+        residual-predictor-255 {i8_file {residual 64 {1} -ids \xff}}
+        residual-length-short {i8_file {residual 64 {1} -cut 1}}
+        residual-length-long {i8_file {residual 64 {1} -extra x}}
+        residual-reserved-13 {i8_file {residual 64 {1} -r13 1}}
+        residual-reserved-14 {i8_file {residual 64 {1} -r14 0x100}}
+        residual-dtype-code-0 {i8_file {residual 64 {1} -code 0}}
+        residual-dtype-code-3 {i8_file {residual 64 {1} -code 3}}
+        residual-dtype-mismatch {i8_file {residual 64 {1} -as U8}}
+        residual-count-zero {i8_file {residual 0 {}; data 64}}
+        residual-chunk-zero {i8_file {residual 64 {1} -chunk 0}}
+        residual-nchunks {i8_file {residual 64 {1 2} -nchunks 3 -ids \x01\x02\x01}}
+        residual-rowlen {i8_file {residual 64 {1 2} -rowlen 8}}
+        residual-column {i8_file {data 5; residual 59 {5} -column 4}}
+        residual-offset {i8_file {data 4; residual 60 {5} -offset [expr {[dict get $cur pos] + 16}]}}
+        residual-outside-tensor {
+            cheader
+            cfile w.safetensors 1 [st_blob "{}" [smooth 1 64 I8]] -size unknown
+            data 16
+            set ten [dict create name - dtype I8 begin 16 rowlen 64]
+            residual 64 {1}
+            file_end
+            end
+        }
+        residual-in-bf16-tensor {bf16_file {residual 64 {1} -as I8; data 64}}
+        residual-past-tensor {
+            cheader
+            st_open w.safetensors [list [list w I8 {32} [smooth 1 32 I8]] \
+                [list x I8 {32} [smooth 1 32 I8]]]
+            ctensor w I8 {32}
+            residual 64 {1}
+            file_end
+            end
+        }
+        residual-outside-file {
+            cheader
+            frame 17 "[binary format wuiucucusuwuwuiuiu 0 3 1 0 0 3 0 3 1]\x01abc"
+            end
+        }
+        coded-residual-no-body {i8_file {residual 64 {1} -coded 0 -cut 65}}
+        coded-residual-body-short {i8_file {residual 64 {1} -coded 0 -body "\x00[string repeat \x01 63]"}}
+        coded-residual-body-long {i8_file {residual 64 {1} -coded 0 -body "\x00[string repeat \x01 65]"}}
+        coded-residual-predictor-6 {i8_file {residual 64 {1} -coded 3 -ids \x06}}
+        coded-residual-reserved-13 {i8_file {residual 64 {1} -coded 3 -r13 1}}
+        coded-residual-column {i8_file {data 5; residual 59 {5} -coded 3 -column 4}}
+        coded-residual-over-cap {
+            cheader
+            st_open w.safetensors [list [list w I8 {8388568} [string repeat \x00 8388568]]]
+            ctensor w I8 {8388568}
+            residual 8388568 {0} -coded 2 -resid \x00
+            file_end
+            end
+        }
+    }
+    foreach {name body} $cases {
+        begin
+        namespace eval ::vec $body
+        bad $name
+    }
+}
+
 proc vec::make_coded {} {
     variable dir
     set top $dir
@@ -1015,6 +1292,8 @@ proc vec::make_coded {} {
     file mkdir $dir
     make_coded_good
     make_coded_bad
+    make_residual_good
+    make_residual_bad
     make_index_bad
     set dir $top
 }

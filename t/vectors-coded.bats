@@ -1,8 +1,9 @@
 #!/usr/bin/env bats
-# The test vectors of the plane, coded and index frames (formats/planes.md,
-# formats/rans.md) in t/vectors/coded/, through the specs' second reader,
-# t/stz-read.tcl, and through the C decoding pipeline (rans-dec | fp8-exp
-# -d | st-join) and stpipe verify: both must restore every good vector's
+# The test vectors of the plane, coded, residual and index frames
+# (formats/planes.md, formats/rans.md, formats/predict.md) in
+# t/vectors/coded/, through the specs' second reader, t/stz-read.tcl, and
+# through the C decoding pipeline (rans-dec | predict -d | fp8-exp -d |
+# st-join) and stpipe verify: both must restore every good vector's
 # files and reject every bad one.  Then the C writer against the reader:
 # what stpipe compress writes, the reader must decode byte for byte.  Each
 # vector test walks all the vectors of its kind and names every one that
@@ -81,16 +82,18 @@ decode_stages() { # VECTOR DIR
 	local rc=0
 	"$BIN/rans-dec" < "$1" > s1 2> e1 || rc=$?
 	[ "$rc" = 0 ] || { echo "rans-dec $rc e1"; return; }
-	"$BIN/fp8-exp" -d < s1 > s2 2> e2 || rc=$?
-	[ "$rc" = 0 ] || { echo "fp8-exp $rc e2"; return; }
-	"$BIN/st-join" -q -o "$2/" < s2 2> e3 || rc=$?
-	[ "$rc" = 0 ] || { echo "st-join $rc e3"; return; }
+	"$BIN/predict" -d < s1 > s2 2> e2 || rc=$?
+	[ "$rc" = 0 ] || { echo "predict $rc e2"; return; }
+	"$BIN/fp8-exp" -d < s2 > s3 2> e3 || rc=$?
+	[ "$rc" = 0 ] || { echo "fp8-exp $rc e3"; return; }
+	"$BIN/st-join" -q -o "$2/" < s3 2> e4 || rc=$?
+	[ "$rc" = 0 ] || { echo "st-join $rc e4"; return; }
 }
 
 @test "the coded vector set holds every case the specs' rules call for" {
 	for n in bf16-methods e4m3-methods coded-dtypes coded-data index \
 		planes-bf16 planes-f16 planes-f32 planes-f64 planes-f8_e4m3 \
-		planes-f8_e5m2; do
+		planes-f8_e5m2 residual coded-residual; do
 		[ -f "$VEC/good-$n.stp" ] && [ -f "$VEC/good-$n.out" ] &&
 			[ -d "$VEC/good-$n.expect" ] || note "missing good-$n"
 	done
@@ -106,7 +109,16 @@ decode_stages() { # VECTOR DIR
 		planes-outside-tensor planes-e4m3-exponent-16 planes-padding-nibble \
 		planes-e5m2-nibble-8 planes-f16-plane-2 coded-data-n-mismatch \
 		coded-data-n-zero index-offset index-name index-shared \
-		index-varint-long index-trailing index-loc-offset index-loc-not-last; do
+		index-varint-long index-trailing index-loc-offset index-loc-not-last \
+		residual-predictor-6 residual-predictor-255 residual-length-short \
+		residual-length-long residual-reserved-13 residual-reserved-14 \
+		residual-dtype-code-0 residual-dtype-code-3 residual-dtype-mismatch \
+		residual-count-zero residual-chunk-zero residual-nchunks residual-rowlen \
+		residual-column residual-offset residual-outside-tensor \
+		residual-in-bf16-tensor residual-past-tensor residual-outside-file \
+		coded-residual-no-body coded-residual-body-short coded-residual-body-long \
+		coded-residual-predictor-6 coded-residual-reserved-13 \
+		coded-residual-column coded-residual-over-cap; do
 		[ -f "$VEC/bad-$n.stp" ] || note "missing bad-$n"
 	done
 	for f in "$VEC"/*.stp; do
@@ -139,12 +151,12 @@ decode_stages() { # VECTOR DIR
 	report
 }
 
-@test "rans-dec | fp8-exp -d | st-join restores every good coded vector, with every decoder variant" {
+@test "rans-dec | predict -d | fp8-exp -d | st-join restores every good coded vector, with every decoder variant" {
 	for n in $(vectors good); do
 		for impl in $(impls); do
 			rm -rf o
 			STP_IMPL=$impl bash -o pipefail -c \
-				'"$BIN/rans-dec" | "$BIN/fp8-exp" -d | "$BIN/st-join" -q -o o/' \
+				'"$BIN/rans-dec" | "$BIN/predict" -d | "$BIN/fp8-exp" -d | "$BIN/st-join" -q -o o/' \
 				< "$VEC/$n.stp" 2> err ||
 				note "$n: STP_IMPL=$impl: the C pipeline rejects it: $(cat err)"
 			[ ! -s err ] || note "$n: STP_IMPL=$impl: the C pipeline writes to stderr: $(cat err)"
@@ -192,10 +204,10 @@ decode_stages() { # VECTOR DIR
 		rm -rf o
 		rc=0
 		bash -o pipefail -c \
-			'"$BIN/rans-dec" | "$BIN/fp8-exp" -d | "$BIN/st-join" -q -o o/' \
+			'"$BIN/rans-dec" | "$BIN/predict" -d | "$BIN/fp8-exp" -d | "$BIN/st-join" -q -o o/' \
 			< "$VEC/$n.stp" 2> err || rc=$?
 		[ "$rc" = 1 ] || note "$n: the C pipeline exits $rc, expected 1"
-		if grep -qv '^\(rans-dec\|fp8-exp\|st-join\): .' err; then
+		if grep -qv '^\(rans-dec\|predict\|fp8-exp\|st-join\): .' err; then
 			note "$n: the C pipeline writes other lines: $(cat err)"
 		fi
 		[ ! -e o ] || note "$n: the C pipeline leaves o/ behind"
@@ -217,7 +229,7 @@ decode_stages() { # VECTOR DIR
 @test "rans-dec drops bad INDEX frames, and the C pipeline restores their files" {
 	for n in $(vectors bad-index); do
 		rm -rf o
-		bash -o pipefail -c '"$BIN/rans-dec" | "$BIN/fp8-exp" -d | "$BIN/st-join" -q -o o/' \
+		bash -o pipefail -c '"$BIN/rans-dec" | "$BIN/predict" -d | "$BIN/fp8-exp" -d | "$BIN/st-join" -q -o o/' \
 			< "$VEC/$n.stp" 2> err || note "$n: the C pipeline rejects it: $(cat err)"
 		"$BIN/rans-dec" < "$VEC/$n.stp" | reader - > out 2> err ||
 			note "$n: rans-dec keeps a frame the reader rejects: $(cat err)"
@@ -288,6 +300,22 @@ compress_and_read() {
 		reader --extract x c.stz > /dev/null 2> err ||
 			note "$n: stz-read rejects what rans-enc writes: $(cat err)"
 		diff -r "$VEC/$n.expect" x > /dev/null 2>&1 || note "$n: other files"
+	done
+	report
+}
+
+@test "what predict -a writes of the integer fixtures, plain and through rans-enc, the reader restores" {
+	for d in I8 U8; do
+		f="$FIX/dtype-$d.safetensors"
+		for enc in cat "$BIN/rans-enc"; do
+			rm -rf x
+			bash -o pipefail -c '"$BIN/st-split" "$1" | "$BIN/predict" -a | "$2"' \
+				- "$f" "$enc" > p.stp 2> err || note "$d $enc: the C writer fails: $(cat err)"
+			reader --extract x p.stp > out 2> err ||
+				note "$d $enc: stz-read rejects what predict -a writes: $(cat err)"
+			grep -q '^\(CODED_\)\?RESIDUAL ' out || note "$d $enc: no residual frame"
+			cmp -s "$f" "x/dtype-$d.safetensors" || note "$d $enc: other bytes"
+		done
 	done
 	report
 }
