@@ -203,3 +203,18 @@ int cli_model(const char *arg)
 		  arg, cli_model_fitted ? ", lstm, auto" : "");
 	return -1;
 }
+
+const char *const cli_lossy_exclude[] = { "*embed*", "*lm_head*", "*wte*",
+					  "*wpe*" };
+const size_t cli_nlossy_exclude = sizeof cli_lossy_exclude /
+				  sizeof cli_lossy_exclude[0];
+
+void cli_args_text(int argc, char **argv, char *out, size_t cap)
+{
+	size_t n = 0;
+
+	out[0] = '\0';
+	for (int i = 1; i < argc && n < cap; i++)
+		n += (size_t)snprintf(out + n, cap - n, "%s%s", n ? " " : "",
+				      argv[i]);
+}

@@ -4,6 +4,7 @@
 #ifndef STP_CLI_H
 #define STP_CLI_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 enum { EXIT_BAD_INPUT = 1, EXIT_USAGE = 100, EXIT_SYSTEM = 111 };
@@ -51,6 +52,15 @@ extern int cli_model_fitted;
 /* Parses a -T argument: a thread count from 1 to 64, or 0 for one per
  * online CPU. Returns the count, or -1 after a usage message. */
 int cli_threads(const char *arg);
+
+/* The tensors a lossy filter leaves without -p or -x: embeddings and
+ * the output head. */
+extern const char *const cli_lossy_exclude[];
+extern const size_t cli_nlossy_exclude;
+
+/* argv[1..argc) joined by spaces into out (cap bytes, cut if longer):
+ * the options a lossy filter records. */
+void cli_args_text(int argc, char **argv, char *out, size_t cap);
 
 /* -1 quiet, 0 default (progress only if stderr is a terminal), 1 forced. */
 extern int cli_progress_mode;

@@ -9,10 +9,6 @@
 #include "../lib/lowrank.h"
 #include "cli.h"
 
-/* Without -p, -x or --policy: every 2-D tensor but embeddings and head. */
-static const char *const default_exclude[] = { "*embed*", "*lm_head*",
-					       "*wte*", "*wpe*" };
-
 static void usage(void)
 {
 	fputs("Usage: lowrank (--rank=R | --energy=E | --policy=FILE) "
@@ -191,18 +187,13 @@ static int run(int argc, char **argv, const char **inc, const char **exc,
 		o.policy = policy;
 	}
 	if (!o.sel.ninclude && !o.sel.nexclude && !policy_path && !o.merge) {
-		o.sel.exclude = default_exclude;
-		o.sel.nexclude = sizeof default_exclude /
-				 sizeof default_exclude[0];
+		o.sel.exclude = cli_lossy_exclude;
+		o.sel.nexclude = cli_nlossy_exclude;
 	} else {
 		o.sel.exclude = exc;
 	}
 	o.sel.include = inc;
-	for (int i = 1; i < argc; i++) {
-		size_t k = strlen(options);
-		snprintf(options + k, sizeof options - k, "%s%s", k ? " " : "",
-			 argv[i]);
-	}
+	cli_args_text(argc, argv, options, sizeof options);
 	o.options = options;
 	if ((rc = stp_lowrank_open(&st, &o)) < 0)
 		return cli_fail(rc, "");

@@ -9,10 +9,6 @@
 #include "cli.h"
 #include "quantcli.h"
 
-/* Without -p or -x: every rank-2 tensor but embeddings and the head. */
-static const char *const default_exclude[] = { "*embed*", "*lm_head*",
-					       "*wte*", "*wpe*" };
-
 static void usage(const char *name, int kind)
 {
 	printf("Usage: %s [-d] [-p PATTERN]... [-x PATTERN]... [options] "
@@ -101,18 +97,13 @@ int quant_main(int argc, char **argv, const char *name, int kind)
 	    strcmp(o.dtype, "F32"))
 		return cli_usage("--dtype: BF16, F16 or F32, not '%s'", o.dtype);
 	if (!o.sel.ninclude && !o.sel.nexclude) {
-		o.sel.exclude = default_exclude;
-		o.sel.nexclude = sizeof default_exclude /
-				 sizeof default_exclude[0];
+		o.sel.exclude = cli_lossy_exclude;
+		o.sel.nexclude = cli_nlossy_exclude;
 	} else {
 		o.sel.exclude = exc;
 	}
 	o.sel.include = inc;
-	for (int i = 1; i < argc; i++) {
-		size_t n = strlen(options);
-		snprintf(options + n, sizeof options - n, "%s%s", n ? " " : "",
-			 argv[i]);
-	}
+	cli_args_text(argc, argv, options, sizeof options);
 	o.options = options;
 	if ((rc = stp_quant_open(&st, &o)) < 0)
 		return cli_fail(rc, "");

@@ -70,9 +70,6 @@ struct opts {
 	int quantize;             /* 0 or an stp_quant_kind (lossy) */
 };
 
-/* Without -p or -x, int8-quant's and fp8-quant's choice. */
-static const char *const quant_exclude[] = { "*embed*", "*lm_head*",
-					     "*wte*", "*wpe*" };
 
 static double now(void)
 {
@@ -143,9 +140,8 @@ static int cmd_compress(struct opts *o, char **in, int nin)
 	if (o->quantize) {
 		struct stp_quant_opts qo = {
 			.kind = (enum stp_quant_kind)o->quantize,
-			.sel = { .exclude = quant_exclude,
-				 .nexclude = sizeof quant_exclude /
-					     sizeof quant_exclude[0] },
+			.sel = { .exclude = cli_lossy_exclude,
+				 .nexclude = cli_nlossy_exclude },
 			.options = "",  /* the bytes of a bare int8-quant */
 		};
 

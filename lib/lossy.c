@@ -126,21 +126,11 @@ static int plan_quant(struct quant *q, struct stp_rw_plan *p,
 static enum stp_qtype recorded(const struct quant *q, json_t *rec,
 			       const char *name)
 {
-	size_t n = json_array_size(rec);
+	json_t *d = stp_lossy_find(rec, stage_name(q->o.kind), "quantize",
+				   name);
 
-	while (n-- > 0) {
-		json_t *step = json_array_get(rec, n);
-		const char *st = json_string_value(
-			json_object_get(step, "stage"));
-		const char *op = json_string_value(json_object_get(step, "op"));
-		json_t *d = json_object_get(json_object_get(step, "tensors"),
-					    name);
-
-		if (st && op && !strcmp(st, stage_name(q->o.kind)) &&
-		    !strcmp(op, "quantize") && json_is_string(d))
-			return stp_qtype_of(json_string_value(d));
-	}
-	return STP_Q_NONE;
+	return json_is_string(d) ? stp_qtype_of(json_string_value(d)) :
+				   STP_Q_NONE;
 }
 
 static int plan_dequant(struct quant *q, struct stp_rw_plan *p,

@@ -430,22 +430,10 @@ static int plan_factor(struct lr *l, struct stp_rw_plan *p,
 /* The dtype the last factorizing step recorded for name. */
 static enum stp_qtype recorded(json_t *rec, const char *name)
 {
-	size_t n = json_array_size(rec);
+	const char *d = json_string_value(json_object_get(
+		stp_lossy_find(rec, "lowrank", "factorize", name), "dtype"));
 
-	while (n-- > 0) {
-		json_t *step = json_array_get(rec, n);
-		const char *st = json_string_value(
-			json_object_get(step, "stage"));
-		const char *op = json_string_value(json_object_get(step, "op"));
-		json_t *t = json_object_get(json_object_get(step, "tensors"),
-					    name);
-		const char *d = json_string_value(json_object_get(t, "dtype"));
-
-		if (st && op && d && !strcmp(st, "lowrank") &&
-		    !strcmp(op, "factorize"))
-			return stp_qtype_of(d);
-	}
-	return STP_Q_NONE;
+	return d ? stp_qtype_of(d) : STP_Q_NONE;
 }
 
 /* Tensor name+suffix of dtype (STP_Q_NONE: any float) and 2-D shape

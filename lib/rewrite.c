@@ -140,6 +140,25 @@ json_t *stp_lossy_record(json_t *metadata)
 	return a;
 }
 
+json_t *stp_lossy_find(json_t *rec, const char *stage, const char *op,
+		       const char *name)
+{
+	size_t n = json_array_size(rec);
+
+	while (n-- > 0) {
+		json_t *step = json_array_get(rec, n);
+		const char *st = json_string_value(
+			json_object_get(step, "stage"));
+		const char *o = json_string_value(json_object_get(step, "op"));
+		json_t *t = json_object_get(json_object_get(step, "tensors"),
+					    name);
+
+		if (st && o && t && !strcmp(st, stage) && !strcmp(o, op))
+			return t;
+	}
+	return NULL;
+}
+
 /* --- frames kept for later --- */
 
 static int hold(struct frames *fs, unsigned type, const uint8_t *p,

@@ -70,6 +70,11 @@ int stp_rewrite_open(struct stp_stage *out_st, const struct stp_rw_ops *ops);
  * empty when absent. NULL if the value is not a JSON array. */
 json_t *stp_lossy_record(json_t *metadata);
 
+/* What the last step of stage and op in record rec says of tensor name
+ * (a borrowed reference), or NULL. */
+json_t *stp_lossy_find(json_t *rec, const char *stage, const char *op,
+		       const char *name);
+
 typedef int stp_note_send_fn(void *ctx, const char *json, size_t len);
 
 /* For a safetensors header (the n JSON bytes) that records lossy steps,
