@@ -52,7 +52,8 @@ static void usage(const char *name, int kind)
 	      "system error.\n", stdout);
 }
 
-int quant_main(int argc, char **argv, const char *name, int kind)
+static int run(int argc, char **argv, const char *name, int kind,
+	       const char **inc, const char **exc)
 {
 	static const struct option longs[] = {
 		{ "decode", no_argument, NULL, 'd' },
@@ -65,15 +66,10 @@ int quant_main(int argc, char **argv, const char *name, int kind)
 		{ 0 }
 	};
 	struct stp_quant_opts o = { .kind = (enum stp_quant_kind)kind };
-	const char **inc = calloc((size_t)argc, sizeof *inc);
-	const char **exc = calloc((size_t)argc, sizeof *exc);
 	char options[4096] = "", *end;
 	struct stp_stage st;
 	int c, rc;
 
-	cli_init(name);
-	if (!inc || !exc)
-		return cli_fail(STP_ENOMEM, "");
 	while ((c = getopt_long(argc, argv, "dp:x:hV", longs, NULL)) != -1) {
 		switch (c) {
 		case 'd': o.decode = 1; break;
@@ -107,7 +103,18 @@ int quant_main(int argc, char **argv, const char *name, int kind)
 	o.options = options;
 	if ((rc = stp_quant_open(&st, &o)) < 0)
 		return cli_fail(rc, "");
-	rc = cli_run_stage(&st);
+	return cli_run_stage(&st);
+}
+
+int quant_main(int argc, char **argv, const char *name, int kind)
+{
+	const char **inc = calloc((size_t)argc, sizeof *inc);
+	const char **exc = calloc((size_t)argc, sizeof *exc);
+	int rc;
+
+	cli_init(name);
+	rc = inc && exc ? run(argc, argv, name, kind, inc, exc) :
+			  cli_fail(STP_ENOMEM, "");
 	free(inc);
 	free(exc);
 	return rc;
