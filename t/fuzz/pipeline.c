@@ -5,8 +5,8 @@
  *   bit 0     mend the CRCs first (fuzz.h)
  *   bits 1-2  the variant (fuzz.h)
  *   bit 3     two threads (a worker beside the caller's thread)
- *   bit 4     also run the programs' pipeline, rans-dec | fp8-exp -d |
- *             st-join, through memory files: it must agree with the
+ *   bit 4     also run the programs' pipeline, rans-dec | predict -d |
+ *             fp8-exp -d | st-join, through memory files: it must agree with the
  *             front end, and every stage that succeeds must write a
  *             stream the next one reads without a fault of the reader
  *   bit 5     the generic model coder, not a kind's fast path */
@@ -17,10 +17,12 @@
 #include "../../lib/frontend.h"
 #include "../../lib/join.h"
 #include "../../lib/model.h"
+#include "../../lib/predict.h"
 
-/* One filter program: in_fd through a codec stage doing ops into a new
- * memory file *out_fd (rewound).  Returns the stage's result; *out_stage
- * says whether the reader (0) or the stage (1) failed. */
+/* One filter program: in_fd through a codec stage doing ops (0: predict
+ * -d) into a new memory file *out_fd (rewound).  Returns the stage's
+ * result; *out_stage says whether the reader (0) or the stage (1)
+ * failed. */
 static int run_filter(int in_fd, unsigned ops, int *out_fd, int *out_stage)
 {
 	struct stp_reader *r = NULL;
@@ -36,7 +38,8 @@ static int run_filter(int in_fd, unsigned ops, int *out_fd, int *out_stage)
 		return STP_EIO;
 	if ((rc = stp_reader_open(&r, in_fd)) < 0 ||
 	    (rc = stp_writer_open(&w, fd)) < 0 ||
-	    (rc = stp_codec_open(&st, ops, 1, 0)) < 0)
+	    (rc = ops ? stp_codec_open(&st, ops, 1, 0) :
+			stp_predict_open(&st, 1, 0)) < 0)
 		goto out;
 	out = stp_writer_out(w);
 	rc = stp_run_stage(r, &st, &out, &pos, out_stage);
@@ -102,13 +105,17 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	FUZZ_CHECK(rc <= 0);
 	FUZZ_CHECK(memchr(rep.where, '\0', sizeof rep.where) != NULL);
 	if (flags & 16) {
-		int fd1 = -1, fd2 = -1, in_stage = 0, rc2;
+		int fd1 = -1, fd2 = -1, fd3 = -1, in_stage = 0, rc2;
 		uint64_t joined = 0;
 
 		lseek(fd, 0, SEEK_SET);
 		rc2 = run_filter(fd, STP_OP_DECODE, &fd1, &in_stage);
 		if (rc2 == 0) {
-			rc2 = run_filter(fd1, STP_OP_MERGE, &fd2, &in_stage);
+			rc2 = run_filter(fd1, 0, &fd3, &in_stage);
+			FUZZ_CHECK(rc2 == 0 || in_stage || rc2 == STP_ENOMEM);
+		}
+		if (rc2 == 0) {
+			rc2 = run_filter(fd3, STP_OP_MERGE, &fd2, &in_stage);
 			FUZZ_CHECK(rc2 == 0 || in_stage || rc2 == STP_ENOMEM);
 		}
 		if (rc2 == 0) {
@@ -123,6 +130,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			close(fd1);
 		if (fd2 >= 0)
 			close(fd2);
+		if (fd3 >= 0)
+			close(fd3);
 	}
 out:
 	stp_sink_abort(k);
