@@ -224,13 +224,21 @@ static size_t tame(float *x, size_t n)
 	return bad;
 }
 
+/* Scales of a rows x cols weight: one a row, or one a 128 x 128 block. */
+static uint64_t nscales(const struct quant *q, uint64_t rows, uint64_t cols)
+{
+	return q->o.kind == STP_QUANT_INT8 ? rows :
+	       (rows + 127) / 128 * ((cols + 127) / 128);
+}
+
 static int make_quant(struct quant *q, struct stp_rw_group *g,
 		      const struct stp_st_header *h, uint8_t *const *in,
 		      json_t *stats)
 {
 	const struct stp_st_tensor *t = &h->tensors[g->in[0]];
 	uint64_t rows = t->shape[0], cols = t->shape[1], n = rows * cols;
-	float *x = floats(q, 2 * n), *y, *sc = (float *)NULL;
+	uint64_t bc = (cols + 127) / 128, ns = nscales(q, rows, cols);
+	float *x = floats(q, 2 * n + ns), *y, *sc;
 	struct stp_qerr e;
 	size_t bad;
 	json_t *o;
@@ -238,12 +246,10 @@ static int make_quant(struct quant *q, struct stp_rw_group *g,
 	if (!x)
 		return STP_ENOMEM;
 	y = x + n;
+	sc = y + n;
 	stp_to_f32((enum stp_qtype)g->arg, in[0], n, x);
 	bad = tame(x, n);
 	if (q->o.kind == STP_QUANT_INT8) {
-		sc = malloc(rows * sizeof *sc);
-		if (!sc)
-			return STP_ENOMEM;
 		for (uint64_t r = 0; r < rows; r++) {
 			int8_t *qr = (int8_t *)g->out[0].data + r * cols;
 
@@ -251,21 +257,14 @@ static int make_quant(struct quant *q, struct stp_rw_group *g,
 			for (uint64_t c = 0; c < cols; c++)
 				y[r * cols + c] = (float)qr[c] * sc[r];
 		}
-		stp_from_f32(STP_Q_F32, sc, rows, g->out[1].data);
 	} else {
-		uint64_t bc = (cols + 127) / 128, nb = (rows + 127) / 128 * bc;
-
-		sc = malloc(nb * sizeof *sc);
-		if (!sc)
-			return STP_ENOMEM;
 		stp_fp8_blocks(x, rows, cols, g->out[0].data, sc);
 		stp_to_f32(STP_Q_F8_E4M3, g->out[0].data, n, y);
 		for (uint64_t r = 0; r < rows; r++)
 			for (uint64_t c = 0; c < cols; c++)
 				y[r * cols + c] *= sc[r / 128 * bc + c / 128];
-		stp_from_f32(STP_Q_F32, sc, nb, g->out[1].data);
 	}
-	free(sc);
+	stp_from_f32(STP_Q_F32, sc, ns, g->out[1].data);
 	stp_qerr(x, y, n, &e);
 	o = stat(t->name, (enum stp_qtype)g->arg, coded_type(q));
 	json_object_set_new(o, "rel_err", json_real(e.rel_fro));
@@ -283,20 +282,24 @@ static int make_dequant(struct quant *q, struct stp_rw_group *g,
 {
 	const struct stp_st_tensor *t = &h->tensors[g->in[0]];
 	uint64_t rows = t->shape[0], cols = t->shape[1], n = rows * cols;
-	uint64_t bc = (cols + 127) / 128;
-	float *x = floats(q, n), sc;
+	uint64_t bc = (cols + 127) / 128, ns = nscales(q, rows, cols);
+	float *x = floats(q, n + ns), *sc;
 
 	if (!x)
 		return STP_ENOMEM;
+	sc = x + n;
 	stp_to_f32(coded_type(q), in[0], n, x);
-	for (uint64_t r = 0; r < rows; r++)
-		for (uint64_t c = 0; c < cols; c++) {
-			const uint8_t *s = in[1] + 4 * (q->o.kind ==
-				STP_QUANT_INT8 ? r : r / 128 * bc + c / 128);
+	stp_to_f32(STP_Q_F32, in[1], ns, sc);
+	for (uint64_t r = 0; r < rows; r++) {
+		float *xr = x + r * cols;
 
-			stp_to_f32(STP_Q_F32, s, 1, &sc);
-			x[r * cols + c] *= sc;
-		}
+		if (q->o.kind == STP_QUANT_INT8)
+			for (uint64_t c = 0; c < cols; c++)
+				xr[c] *= sc[r];
+		else
+			for (uint64_t c = 0; c < cols; c++)
+				xr[c] *= sc[r / 128 * bc + c / 128];
+	}
 	stp_from_f32((enum stp_qtype)g->arg, x, n, g->out[0].data);
 	return json_array_append_new(stats, stat(t->name, coded_type(q),
 						 (enum stp_qtype)g->arg)) ?

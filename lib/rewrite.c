@@ -46,8 +46,17 @@ struct rename {
 
 enum { NONE, HEADER, PASS, REWRITE, INDEX };
 
+/* Tensor buffers freed, kept for the next tensors: fresh memory is slow
+ * to touch, and the tensors of a model come in few sizes. */
+#define POOL 8
+struct pooled {
+	uint8_t *p;
+	size_t cap;
+};
+
 struct rw {
 	struct stp_rw_ops ops;
+	struct pooled pool[POOL];
 	int state;
 	struct frames held;        /* FILE and header frames, or an index */
 	struct frames index;       /* indexes held to the segment's end */
@@ -159,6 +168,44 @@ json_t *stp_lossy_find(json_t *rec, const char *stage, const char *op,
 	return NULL;
 }
 
+/* --- tensor buffers --- */
+
+/* n bytes: the smallest pooled buffer that holds them, else new. */
+static uint8_t *buf_get(struct rw *s, size_t n)
+{
+	int best = -1;
+
+	for (int i = 0; i < POOL; i++)
+		if (s->pool[i].p && s->pool[i].cap >= n &&
+		    (best < 0 || s->pool[i].cap < s->pool[best].cap))
+			best = i;
+	if (best >= 0) {
+		uint8_t *p = s->pool[best].p;
+
+		s->pool[best].p = NULL;
+		return p;
+	}
+	return malloc(n ? n : 1);
+}
+
+/* Gives back p of cap bytes; the pool keeps the largest buffers. */
+static void buf_put(struct rw *s, uint8_t *p, size_t cap)
+{
+	int slot = 0;
+
+	if (!p)
+		return;
+	for (int i = 1; i < POOL && s->pool[slot].p; i++)
+		if (!s->pool[i].p || s->pool[i].cap < s->pool[slot].cap)
+			slot = i;
+	if (s->pool[slot].p && s->pool[slot].cap >= cap) {
+		free(p);
+		return;
+	}
+	free(s->pool[slot].p);
+	s->pool[slot] = (struct pooled){ p, cap };
+}
+
 /* --- frames kept for later --- */
 
 static int hold(struct frames *fs, unsigned type, const uint8_t *p,
@@ -214,15 +261,18 @@ static int flush(struct frames *fs, struct stp_out *out)
 
 static void file_reset(struct rw *s)
 {
+	for (size_t i = 0; i < s->plan.ng; i++) {
+		struct stp_rw_group *g = &s->plan.g[i];
+
+		for (size_t k = 0; k < g->nin; k++)
+			buf_put(s, g->buf[k], s->h.tensors[g->in[k]].end -
+					      s->h.tensors[g->in[k]].begin);
+		for (size_t k = 0; k < g->nout; k++)
+			buf_put(s, g->out[k].data, g->out[k].nbytes);
+	}
 	if (s->have_h)
 		stp_st_free(&s->h);
 	s->have_h = 0;
-	for (size_t i = 0; i < s->plan.ng; i++) {
-		for (size_t k = 0; k < s->plan.g[i].nin; k++)
-			free(s->plan.g[i].buf[k]);
-		for (size_t k = 0; k < s->plan.g[i].nout; k++)
-			free(s->plan.g[i].out[k].data);
-	}
 	s->plan.ng = 0;
 	free(s->plan.of);
 	s->plan.of = NULL;
@@ -554,8 +604,7 @@ static int drain(struct rw *s, struct stp_out *out)
 		if (g->done < g->nin)
 			return 0;
 		for (size_t k = 0; k < g->nout; k++) {
-			g->out[k].data = malloc(g->out[k].nbytes ?
-						g->out[k].nbytes : 1);
+			g->out[k].data = buf_get(s, g->out[k].nbytes);
 			if (!g->out[k].data)
 				return STP_ENOMEM;
 		}
@@ -565,11 +614,12 @@ static int drain(struct rw *s, struct stp_out *out)
 		for (size_t k = 0; rc >= 0 && k < g->nout; k++)
 			rc = send_output(s, out, &g->out[k]);
 		for (size_t k = 0; k < g->nout; k++) {
-			free(g->out[k].data);
+			buf_put(s, g->out[k].data, g->out[k].nbytes);
 			g->out[k].data = NULL;
 		}
 		for (size_t i = 0; i < g->nin; i++) {
-			free(g->buf[i]);
+			buf_put(s, g->buf[i], s->h.tensors[g->in[i]].end -
+					      s->h.tensors[g->in[i]].begin);
 			g->buf[i] = NULL;
 		}
 		if (rc < 0)
@@ -629,7 +679,7 @@ static int rewrite_tensor(struct rw *s, const struct stp_frame *f,
 			/* a second TENSOR frame would overrun its buffer */
 			if (g->buf[i] || g->done >= g->nin)
 				return STP_EORDER;
-			g->buf[i] = malloc(ti.nbytes ? ti.nbytes : 1);
+			g->buf[i] = buf_get(s, ti.nbytes);
 			if (!g->buf[i])
 				return STP_ENOMEM;
 		}
@@ -975,6 +1025,8 @@ static void stage_free(void *self)
 	free(s->ren);
 	free(s->plan.g);
 	free(s->hdr);
+	for (int i = 0; i < POOL; i++)
+		free(s->pool[i].p);
 	free(s);
 }
 
