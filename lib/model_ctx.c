@@ -105,43 +105,56 @@ struct ctx_state {
 
 static size_t cx_size(unsigned alphabet, unsigned pb)
 {
+	/* 8 bytes past the lookup for cx_build's word stores */
 	size_t n = sizeof(struct cx) + 3 * sizeof(uint32_t) * alphabet +
-		   sizeof(uint32_t) + ((size_t)1 << pb);
+		   sizeof(uint32_t) + ((size_t)1 << pb) + 8;
 
 	return (n + 63) & ~(size_t)63;
 }
 
-/* formats/model.md, adaptive0's build, then the starts and the lookup. */
+/* formats/model.md, adaptive0's build, then the starts and the lookup.
+ * The lookup is filled a word at a time: a symbol's last word may run
+ * up to 7 bytes into the next symbol's slots (or past the end, into
+ * cx_size's slack), which the next symbol then writes over. */
 static void cx_build(struct cx *c, unsigned alphabet, unsigned pb)
 {
 	uint32_t m = 1u << pb, spare = m - alphabet, sum = 0;
 	uint64_t r = ((uint64_t)spare << 32) / c->total;
+	const uint32_t *restrict cnt = c->cnt;
+	uint32_t *restrict freq = c->freq, *restrict cum = c->cum;
+	uint8_t *restrict lut = c->lut;
 	unsigned s, top = 0;
+	uint32_t best = cnt[0];
 
 	for (s = 0; s < alphabet; s++) {
-		c->freq[s] = 1 + (uint32_t)(c->cnt[s] * r >> 32);
-		sum += c->freq[s];
-		if (c->cnt[s] > c->cnt[top])
-			top = s;
+		freq[s] = 1 + (uint32_t)(cnt[s] * r >> 32);
+		sum += freq[s];
 	}
-	c->freq[top] += m - sum;
+	for (s = 1; s < alphabet; s++)
+		if (cnt[s] > best) {
+			best = cnt[s];
+			top = s;
+		}
+	freq[top] += m - sum;
 	sum = 0;
 	for (s = 0; s < alphabet; s++) {
-		c->cum[s] = sum;
-		memset(c->lut + sum, (int)s, c->freq[s]);
-		sum += c->freq[s];
+		uint64_t pat = 0x0101010101010101u * s;
+		uint32_t fs = freq[s];
+
+		cum[s] = sum;
+		for (uint32_t j = 0; j < fs; j += 8)
+			memcpy(lut + sum + j, &pat, 8);
+		sum += fs;
 	}
-	c->cum[alphabet] = sum;
+	cum[alphabet] = sum;
 }
 
-static struct cx *cx_get(struct ctx_state *st, unsigned q)
+static __attribute__((noinline)) struct cx *cx_make(struct ctx_state *st,
+						    unsigned q)
 {
-	struct cx *c = st->ctx[q];
+	struct cx *c = (struct cx *)(st->arena + st->arena_used);
 	unsigned s;
 
-	if (c)
-		return c;
-	c = (struct cx *)(st->arena + st->arena_used);
 	st->arena_used += st->cx_size;
 	c->cnt = (uint32_t *)(c + 1);
 	c->freq = c->cnt + st->alphabet;
@@ -154,6 +167,13 @@ static struct cx *cx_get(struct ctx_state *st, unsigned q)
 	cx_build(c, st->alphabet, st->pb);
 	st->ctx[q] = c;
 	return c;
+}
+
+static inline struct cx *cx_get(struct ctx_state *st, unsigned q)
+{
+	struct cx *c = st->ctx[q];
+
+	return c ? c : cx_make(st, q);
 }
 
 static void ctx_close(void *state)
@@ -274,54 +294,79 @@ static void ctx_update(void *state, const struct stp_model_ctx *ctx,
 
 /* ---- The fast path: a whole plane in one loop ---- */
 
-/* Runs the model over the plane in coding order, as the generic coder
- * does through predict and update, without asking per symbol.  With
- * plane, it is the encoder's forward pass (pairs, lane_of, or the cost
- * in *out_bits when pairs is NULL); without, it decodes into out. */
-static int ctx_run(const struct stp_model *m, const struct walk *w,
-		   const uint8_t *plane, uint32_t *pairs, uint8_t *lane_of,
-		   uint64_t *out_bits, uint32_t x[], const uint8_t **pp,
-		   const uint8_t *end, uint8_t *out)
-{
-	struct stp_model_geom geom = { w->n, w->rowlen, w->c0, w->rows,
-				       w->lanes };
-	struct ctx_state *st;
-	const uint8_t *p = pp ? *pp : NULL;
-	unsigned pb = m->prob_bits;
-	uint32_t mask = (1u << pb) - 1;
-	uint64_t bits = 0, pbq = (uint64_t)pb << 24, g, c;
-	size_t tpos = 0;
-	int rc = ctx_open(m, &geom, (void **)&st);
+enum { RUN_COST, RUN_PAIRS, RUN_DECODE };
 
-	if (rc < 0)
-		return rc;
+/* Runs the model over the plane in coding order, as the generic coder
+ * does through predict and update, without asking per symbol: the cost
+ * in *out_bits (RUN_COST), the encoder's pairs and lane_of (RUN_PAIRS),
+ * or decoding into out (RUN_DECODE).  The arithmetic is feat_learn's
+ * and learn's, with what a column step shares kept in locals: the
+ * column mean told (the rows above change only between groups), the
+ * live column mean and its count (every lane of the step updates the
+ * same column, in lane order), the rows' offsets and the plane's sum. */
+static inline __attribute__((always_inline)) int ctx_body(
+	const struct stp_model *m, const struct walk *w, struct ctx_state *st,
+	int mode, const uint8_t *plane, uint32_t *pairs, uint8_t *lane_of,
+	uint64_t *out_bits, uint32_t x[], const uint8_t **pp,
+	const uint8_t *end, uint8_t *out)
+{
+	struct feat *f = &st->f;
+	const uint8_t *p = mode == RUN_DECODE ? *pp : NULL;
+	const unsigned pb = m->prob_bits, alphabet = m->alphabet;
+	const unsigned rsh = f->row_shift, csh = f->col_shift;
+	const unsigned qsh = 8 - st->p.qbits, nq = st->nq;
+	const uint32_t mask = (1u << pb) - 1, inc = st->p.inc;
+	const uint32_t limit = st->p.limit, period = st->p.period;
+	const int columns = f->columns;
+	uint64_t bits = 0, pbq = (uint64_t)pb << 24, g, c;
+	struct cx **ctx = st->ctx;
+	size_t tpos = 0;
+	int32_t r[STP_MODEL_MAX_LANES];
+	uint32_t rn[STP_MODEL_MAX_LANES];
+
 	for (g = 0; g < ngroups(w); g++) {
 		struct group gr;
+		uint64_t sum = 0, count = 0;
 
 		group_init(w, g, &gr);
-		feat_group(&st->f, g);
+		feat_group(f, g);
 		for (unsigned sp = 0; sp < gr.nspans; sp++)
-			for (c = gr.span[sp][0]; c <= gr.span[sp][1]; c++)
+			for (c = gr.span[sp][0]; c <= gr.span[sp][1]; c++) {
+				const int32_t cm = feat_col(f, c);
+				int32_t cn = columns ? f->cn[c] : 0;
+				uint32_t nn = columns ? f->nn[c] : 0;
+
 				for (unsigned k = 0; k < gr.nl; k++) {
 					size_t i;
-					int32_t cm;
+					int32_t mu, d;
+					uint32_t q;
 					struct cx *cx;
 					unsigned s;
 
 					if (c < gr.lo[k] || c > gr.hi[k])
 						continue;
 					i = (size_t)(gr.base[k] + c);
-					if (c == gr.lo[k])
-						feat_row(&st->f, k);
-					cm = feat_col(&st->f, c);
-					cx = cx_get(st, context(st, cm, k));
-					if (plane) {
+					if (c == gr.lo[k]) {
+						r[k] = 0;
+						rn[k] = 0;
+					}
+					mu = cm + r[k];
+					if (mu < 0) {
+						q = 0;
+					} else {
+						q = ((uint32_t)mu +
+						     (1u << (qsh - 1))) >> qsh;
+						if (q >= nq)
+							q = nq - 1;
+					}
+					cx = ctx[q];
+					if (!cx)
+						cx = cx_make(st, q);
+					if (mode != RUN_DECODE) {
 						s = plane[i];
-						if (s >= m->alphabet) {
-							rc = STP_ERANGE;
-							goto out;
-						}
-						if (pairs) {
+						if (s >= alphabet)
+							return STP_ERANGE;
+						if (mode == RUN_PAIRS) {
 							pairs[tpos] = cx->cum[s] |
 								cx->freq[s] << 16;
 							lane_of[tpos++] =
@@ -338,10 +383,8 @@ static int ctx_run(const struct stp_model *m, const struct walk *w,
 						v = cx->freq[s] * (x[k] >> pb) +
 						    slot - cx->cum[s];
 						if (v < 1u << 15) {
-							if (end - p < 2) {
-								rc = STP_ETRUNCATED;
-								goto out;
-							}
+							if (end - p < 2)
+								return STP_ETRUNCATED;
 							v = v << 16 |
 							    (uint32_t)p[0] |
 							    (uint32_t)p[1] << 8;
@@ -350,14 +393,69 @@ static int ctx_run(const struct stp_model *m, const struct walk *w,
 						x[k] = v;
 						out[i] = (uint8_t)s;
 					}
-					learn(st, cx, k, c, cm, s);
+					/* learn() */
+					cx->cnt[s] += inc;
+					cx->total += inc;
+					if (cx->total > limit)
+						halve(st, cx);
+					if (++cx->since == period) {
+						cx->since = 0;
+						cx_build(cx, alphabet, pb);
+					}
+					/* feat_learn() */
+					d = (int32_t)(s << 8) - cm - r[k];
+					if (rn[k] < 1u << rsh)
+						r[k] += d / (int32_t)++rn[k];
+					else
+						r[k] += floor_shift(d, rsh);
+					if (columns) {
+						d = (int32_t)(s << 8) - cn;
+						if (nn < 1u << csh)
+							cn += d / (int32_t)++nn;
+						else
+							cn += floor_shift(d, csh);
+					}
+					sum += s;
 				}
+				if (columns) {
+					f->cn[c] = cn;
+					f->nn[c] = (uint16_t)nn;
+				}
+			}
+		/* Every lane's symbols of the group are counted once. */
+		for (unsigned k = 0; k < gr.nl; k++)
+			count += gr.hi[k] - gr.lo[k] + 1;
+		f->sum += sum;
+		f->count += count;
 	}
-	if (out_bits)
+	if (mode == RUN_COST)
 		*out_bits = bits;
-	if (pp)
+	if (mode == RUN_DECODE)
 		*pp = p;
-out:
+	return 0;
+}
+
+static int ctx_run(const struct stp_model *m, const struct walk *w,
+		   const uint8_t *plane, uint32_t *pairs, uint8_t *lane_of,
+		   uint64_t *out_bits, uint32_t x[], const uint8_t **pp,
+		   const uint8_t *end, uint8_t *out)
+{
+	struct stp_model_geom geom = { w->n, w->rowlen, w->c0, w->rows,
+				       w->lanes };
+	struct ctx_state *st;
+	int rc = ctx_open(m, &geom, (void **)&st);
+
+	if (rc < 0)
+		return rc;
+	if (!plane)
+		rc = ctx_body(m, w, st, RUN_DECODE, NULL, NULL, NULL, NULL,
+			      x, pp, end, out);
+	else if (pairs)
+		rc = ctx_body(m, w, st, RUN_PAIRS, plane, pairs, lane_of,
+			      NULL, NULL, NULL, NULL, NULL);
+	else
+		rc = ctx_body(m, w, st, RUN_COST, plane, NULL, NULL, out_bits,
+			      NULL, NULL, NULL, NULL);
 	ctx_close(st);
 	return rc;
 }
