@@ -5,7 +5,7 @@
  * at run time.
  *
  * Usage: mkstructured [-s SEED] [-l LAYERS] [-t f8|bf16] [-r SR] [-c SC]
- *                     [-S SHRINK] > FILE
+ *                     [-S SHRINK] [-B BOUNDFILE] > FILE
  *
  * Every layer holds four 2-D weights, shaped as the projections of a
  * transformer block (rows = output channels, a row = one output's
@@ -29,6 +29,17 @@
  * BF16, rounded to nearest even, without scales.  -S divides every
  * dimension by SHRINK (rounding up), for small test sets.
  *
+ * -B writes to BOUNDFILE one line, "EXPONENTS BITS": the generator's
+ * bound, the code length of the weights' exponents for a coder told
+ * each element's exact scale (0.02 r[i] c[j], over the block's scale s
+ * for F8): the sum of -log2 P(exponent | scale) under the normal law of
+ * z, the interval of |z| that rounds to each exponent taken with its
+ * rounding edges.  Given the scales the elements are independent, so no
+ * model that sees only the exponents before a symbol can code them
+ * shorter on average (to within the one maximum of each F8 block, which
+ * the block's scale tells): a floor, where H0 and the row oracle are
+ * only yardsticks.
+ *
  * The same SEED gives the same bytes wherever libm's log, sqrt and cos
  * give the same doubles (glibc does on every x86-64). */
 #include <math.h>
@@ -40,6 +51,8 @@
 
 static uint64_t rng_state;
 static double SR = 0.5, SC = 0.5;
+static double bound_bits;		/* -B: the generator's bound */
+static uint64_t bound_n;
 
 static uint64_t next64(void)
 {
@@ -93,6 +106,44 @@ static uint16_t to_bf16(float v)
 	return (uint16_t)(x >> 16);
 }
 
+/* P(|sigma z| in [lo, hi)) for z standard normal. */
+static double band(double sigma, double lo, double hi)
+{
+	double k = 1 / (sigma * sqrt(2.0));
+
+	return erfc(lo * k) - (isinf(hi) ? 0 : erfc(hi * k));
+}
+
+/* The probability that sigma z stored as E4M3 has exponent field f: the
+ * values that round to the field's binade, ties as to_e4m3 breaks them. */
+static double p_e4m3(double sigma, unsigned f)
+{
+	double sub = ldexp(1.0, -6) - ldexp(1.0, -10);
+	int k = (int)f - 7;
+
+	if (f == 0)
+		return band(sigma, 0, sub);
+	return band(sigma, f == 1 ? sub : ldexp(1.0, k) - ldexp(1.0, k - 5),
+		    f == 15 ? INFINITY : ldexp(1.0, k + 1) - ldexp(1.0, k - 4));
+}
+
+/* The same for BF16's exponent field (7 mantissa bits). */
+static double p_bf16(double sigma, unsigned f)
+{
+	int k = (int)f - 127;
+
+	if (f == 0)
+		return band(sigma, 0, ldexp(1.0, -126));
+	return band(sigma, ldexp(1.0, k) - ldexp(1.0, k - 9),
+		    ldexp(1.0, k + 1) - ldexp(1.0, k - 8));
+}
+
+static void bound_add(double p)
+{
+	bound_bits -= log2(p > 1e-300 ? p : 1e-300);
+	bound_n++;
+}
+
 struct tensor {
 	char name[128];
 	const char *dtype;
@@ -141,6 +192,8 @@ static void make_weight(uint64_t rows, uint64_t cols, int f8,
 
 			t->data[2 * i] = (uint8_t)b;
 			t->data[2 * i + 1] = (uint8_t)(b >> 8);
+			bound_add(p_bf16(0.02 * r[i / cols] * c[i % cols],
+					 (b >> 7) & 0xff));
 		}
 		goto out;
 	}
@@ -172,8 +225,11 @@ static void make_weight(uint64_t rows, uint64_t cols, int f8,
 				for (j = bj * 128; j < cols && j < bj * 128 + 128; j++) {
 					double v = w[i * cols + j] / s;
 
-					t->data[i * cols + j] =
-						to_e4m3(fmax(-448, fmin(448, v)));
+					uint8_t e = to_e4m3(fmax(-448, fmin(448, v)));
+
+					t->data[i * cols + j] = e;
+					bound_add(p_e4m3(0.02 * r[i] * c[j] / s,
+							 (e >> 3) & 15));
 				}
 		}
 out:
@@ -205,8 +261,9 @@ int main(int argc, char **argv)
 	uint64_t off = 0, seed = 1;
 	int layers = 2, f8 = 1, opt;
 	uint64_t shrink = 1;
+	const char *bound = NULL;
 
-	while ((opt = getopt(argc, argv, "s:l:t:r:c:S:")) != -1) {
+	while ((opt = getopt(argc, argv, "s:l:t:r:c:S:B:")) != -1) {
 		switch (opt) {
 		case 's': seed = strtoull(optarg, NULL, 10); break;
 		case 'l': layers = atoi(optarg); break;
@@ -214,9 +271,11 @@ int main(int argc, char **argv)
 		case 'r': SR = atof(optarg); break;
 		case 'c': SC = atof(optarg); break;
 		case 'S': shrink = strtoull(optarg, NULL, 10); break;
+		case 'B': bound = optarg; break;
 		default:
 			fprintf(stderr, "usage: mkstructured [-s SEED] [-l LAYERS] "
-				"[-t f8|bf16] [-r SR] [-c SC] [-S SHRINK]\n");
+				"[-t f8|bf16] [-r SR] [-c SC] [-S SHRINK] "
+				"[-B BOUNDFILE]\n");
 			return 100;
 		}
 	}
@@ -272,5 +331,12 @@ int main(int argc, char **argv)
 	free(hdr);
 	if (fflush(stdout) || fclose(stdout))
 		die("write error");
+	if (bound) {
+		FILE *b = fopen(bound, "w");
+
+		if (!b || fprintf(b, "%llu %.1f\n", (unsigned long long)bound_n,
+				  bound_bits) < 0 || fclose(b))
+			die("cannot write the bound file");
+	}
 	return 0;
 }
