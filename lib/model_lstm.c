@@ -56,7 +56,7 @@ int32_t stp_lstm_sigmoid(int32_t v)
 	return (LSTM_ONE + stp_lstm_tanh(floor_shift(v, 1))) >> 1;
 }
 
-uint32_t stp_lstm_exp(uint32_t t)
+static inline uint32_t lstm_exp(uint32_t t)
 {
 	uint32_t i = t >> 11, fr = t & 2047;
 
@@ -66,6 +66,11 @@ uint32_t stp_lstm_exp(uint32_t t)
 	uint32_t e0 = stp_lstm_exp_tab[i], e1 = stp_lstm_exp_tab[i + 1];
 
 	return e0 - (uint32_t)(((e0 - e1) * fr + 2047) >> 11);
+}
+
+uint32_t stp_lstm_exp(uint32_t t)
+{
+	return lstm_exp(t);
 }
 
 unsigned stp_lstm_level(const struct lstm *n, int32_t mu)
@@ -303,7 +308,7 @@ static void window_table(struct lstm_state *st, const int32_t *z)
 		if (z[j] > z[top])
 			top = j;
 	for (j = 0; j < n->window; j++) {
-		e[j] = stp_lstm_exp((uint32_t)(z[top] - z[j]));
+		e[j] = lstm_exp((uint32_t)(z[top] - z[j]));
 		total += e[j];
 	}
 	r = ((uint64_t)spare << 32) / total;
@@ -481,16 +486,20 @@ typedef void layer_fn(const struct lstm_layer *, unsigned, int16_t[][32],
 typedef void scores_fn(const struct lstm *, const int32_t *, int16_t[][32],
 		       int32_t[][32]);
 
-/* The lane-batched kernels: AVX-512 where the CPU has it and STP_IMPL
- * allows it, else the C ones. */
+/* The lane-batched kernels: AVX-512 or AVX2 where the CPU has it and
+ * STP_IMPL allows it, else the C ones. */
 static void kernels(layer_fn **out_layer, scores_fn **out_scores)
 {
 	enum stp_impl impl;
 
-	if (stp_impl_pick(stp_impl_env(), &impl) == 0 &&
-	    impl == STP_IMPL_AVX512) {
+	if (stp_impl_pick(stp_impl_env(), &impl) != 0)
+		impl = STP_IMPL_SCALAR;
+	if (impl == STP_IMPL_AVX512) {
 		*out_layer = stp_lstm_layer_lanes_avx512;
 		*out_scores = stp_lstm_scores_lanes_avx512;
+	} else if (impl == STP_IMPL_AVX2) {
+		*out_layer = stp_lstm_layer_lanes_avx2;
+		*out_scores = stp_lstm_scores_lanes_avx2;
 	} else {
 		*out_layer = stp_lstm_layer_lanes_c;
 		*out_scores = stp_lstm_scores_lanes_c;

@@ -74,16 +74,21 @@ static inline unsigned lstm_token(const struct lstm *n, unsigned s)
  * from the window's start, clamped to 0 .. nmu-1. */
 unsigned stp_lstm_level(const struct lstm *n, int32_t mu);
 
-/* The lane-batched step of lib/model_lstm.c: in C, and in AVX-512 (F and
- * BW) with exactly the same numbers. */
+/* The lane-batched step of lib/model_lstm.c: in C, in AVX2 and in
+ * AVX-512 (F and BW), all with exactly the same numbers. */
 void stp_lstm_layer_lanes_c(const struct lstm_layer *L, unsigned H,
 			    int16_t in[][32], int16_t h[][32],
 			    int16_t c[][32], uint32_t mask);
 void stp_lstm_layer_lanes_avx512(const struct lstm_layer *L, unsigned H,
 				 int16_t in[][32], int16_t h[][32],
 				 int16_t c[][32], uint32_t mask);
+void stp_lstm_layer_lanes_avx2(const struct lstm_layer *L, unsigned H,
+			       int16_t in[][32], int16_t h[][32],
+			       int16_t c[][32], uint32_t mask);
 void stp_lstm_scores_lanes_c(const struct lstm *n, const int32_t *bo,
 			     int16_t h[][32], int32_t z[][32]);
+void stp_lstm_scores_lanes_avx2(const struct lstm *n, const int32_t *bo,
+				int16_t h[][32], int32_t z[][32]);
 void stp_lstm_scores_lanes_avx512(const struct lstm *n, const int32_t *bo,
 				  int16_t h[][32], int32_t z[][32]);
 
