@@ -85,9 +85,12 @@ static int ctx_parse(struct stp_model *m, const uint8_t *params, size_t len)
 }
 
 /* One context: adaptive0's counts and table, with the slot lookup the
- * fast decoder reads (the symbol of each slot: a byte, so that the
- * contexts in use stay in cache; measured faster than whole entries).
- * cnt, freq, cum and lut follow the struct. */
+ * fast decoder reads: the symbol of the first slot of each bucket of
+ * 2^LUT_SHIFT(pb) slots, a byte, from which the decoder steps up to the
+ * slot's symbol (rarely more than one step).  At most 256 bytes, so that
+ * the contexts in use stay in L1; a byte per slot (4 KiB at pb 12) was
+ * measured slower where L1 holds fewer of them.  cnt, freq, cum and lut
+ * follow the struct. */
 struct cx {
 	uint32_t total, since;
 	uint32_t *cnt, *freq, *cum;
@@ -103,19 +106,17 @@ struct ctx_state {
 	size_t arena_used, cx_size;
 };
 
+#define LUT_SHIFT(pb) ((pb) > 8 ? (pb) - 8 : 0)
+
 static size_t cx_size(unsigned alphabet, unsigned pb)
 {
-	/* 8 bytes past the lookup for cx_build's word stores */
 	size_t n = sizeof(struct cx) + 3 * sizeof(uint32_t) * alphabet +
-		   sizeof(uint32_t) + ((size_t)1 << pb) + 8;
+		   sizeof(uint32_t) + ((size_t)1 << (pb - LUT_SHIFT(pb)));
 
 	return (n + 63) & ~(size_t)63;
 }
 
-/* formats/model.md, adaptive0's build, then the starts and the lookup.
- * The lookup is filled a word at a time: a symbol's last word may run
- * up to 7 bytes into the next symbol's slots (or past the end, into
- * cx_size's slack), which the next symbol then writes over. */
+/* formats/model.md, adaptive0's build, then the starts and the lookup. */
 static void cx_build(struct cx *c, unsigned alphabet, unsigned pb)
 {
 	uint32_t m = 1u << pb, spare = m - alphabet, sum = 0;
@@ -123,8 +124,9 @@ static void cx_build(struct cx *c, unsigned alphabet, unsigned pb)
 	const uint32_t *restrict cnt = c->cnt;
 	uint32_t *restrict freq = c->freq, *restrict cum = c->cum;
 	uint8_t *restrict lut = c->lut;
+	const unsigned ls = LUT_SHIFT(pb);
 	unsigned s, top = 0;
-	uint32_t best = cnt[0];
+	uint32_t best = cnt[0], b = 0;
 
 	for (s = 0; s < alphabet; s++) {
 		freq[s] = 1 + (uint32_t)(cnt[s] * r >> 32);
@@ -138,13 +140,11 @@ static void cx_build(struct cx *c, unsigned alphabet, unsigned pb)
 	freq[top] += m - sum;
 	sum = 0;
 	for (s = 0; s < alphabet; s++) {
-		uint64_t pat = 0x0101010101010101u * s;
-		uint32_t fs = freq[s];
-
 		cum[s] = sum;
-		for (uint32_t j = 0; j < fs; j += 8)
-			memcpy(lut + sum + j, &pat, 8);
-		sum += fs;
+		sum += freq[s];
+		/* the buckets whose first slot is s's */
+		for (; b << ls < sum; b++)
+			lut[b] = (uint8_t)s;
 	}
 	cum[alphabet] = sum;
 }
@@ -316,6 +316,7 @@ static inline __attribute__((always_inline)) int ctx_body(
 	const unsigned rsh = f->row_shift, csh = f->col_shift;
 	const unsigned qsh = 8 - st->p.qbits, nq = st->nq;
 	const uint32_t mask = (1u << pb) - 1, inc = st->p.inc;
+	const unsigned ls = LUT_SHIFT(pb);
 	const uint32_t limit = st->p.limit, period = st->p.period;
 	const int columns = f->columns;
 	uint64_t bits = 0, pbq = (uint64_t)pb << 24, g, c;
@@ -379,7 +380,9 @@ static inline __attribute__((always_inline)) int ctx_body(
 					} else {
 						uint32_t slot = x[k] & mask, v;
 
-						s = cx->lut[slot];
+						s = cx->lut[slot >> ls];
+						while (slot >= cx->cum[s + 1])
+							s++;
 						v = cx->freq[s] * (x[k] >> pb) +
 						    slot - cx->cum[s];
 						if (v < 1u << 15) {
